@@ -1,0 +1,1 @@
+"""The ``tunelab`` command: thin argument parsing over functions usable from Python."""

@@ -1,0 +1,127 @@
+"""``tunelab train | generate | merge | methods``: parse, validate, call, report.
+
+Bad input (``UserError``) is printed as one ``error: ...`` line with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from tunelab.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _train_epilog() -> str:
+    from tunelab.config.loading import describe_config_keys
+
+    return describe_config_keys() + (
+        "\n\nexamples:\n  tunelab train examples/quickstart.yaml\n"
+        "  tunelab train model=./my-model data.train=train.jsonl method.name=lora method.r=16 train.max_steps=50"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tunelab", description="Adapt a language model to a task, every strategy behind one interface.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model", epilog=_train_epilog(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train from a YAML config and/or dotted key=value overrides.")
+    train.add_argument("config", nargs="?", help="YAML config file (optional)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. method.r=16 train.max_steps=50")
+    train.add_argument("--overwrite", action="store_true", help="replace whatever output_dir holds")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    generate = commands.add_parser("generate", help="generate text from a model or run folder")
+    generate.add_argument("model", help="run folder, local model folder or hub id")
+    source = generate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the prompt text")
+    source.add_argument("--messages", help="JSON file with a list of {role, content} messages")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
+    style = generate.add_mutually_exclusive_group()
+    style.add_argument("--chat", dest="chat", action="store_true", default=None,
+                       help="wrap --prompt as a user turn of the chat template")
+    style.add_argument("--raw", dest="chat", action="store_false", help="use --prompt as raw text")
+
+    merge = commands.add_parser("merge", help="merge a run's adapter into a standalone model")
+    merge.add_argument("run_dir")
+    merge.add_argument("--output", required=True, help="folder for the merged model")
+    merge.add_argument("--overwrite", action="store_true")
+
+    commands.add_parser("methods", help="list the training methods")
+    return parser
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="tunelab: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "bitsandbytes", "peft"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from tunelab.config.loading import load_config
+
+        config_path, overrides = args.config, list(args.overrides)
+        if config_path is not None and "=" in config_path and not config_path.endswith((".yaml", ".yml")):
+            config_path, overrides = None, [config_path, *overrides]
+        config = load_config(config_path, overrides)
+        from tunelab.training.recipe import train
+
+        summary = train(config, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"run folder: {config.output_dir}  train_loss {summary['train_loss']:.4f}"
+              + (f"  eval_loss {summary['eval_loss']:.4f}" if "eval_loss" in summary else ""))
+        return 0
+    if args.command == "generate":
+        from tunelab.inference.generate import generate_text, read_messages
+
+        messages = read_messages(args.messages) if args.messages else None
+        print(generate_text(args.model, prompt=args.prompt, messages=messages, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, seed=args.seed, chat=args.chat))
+        return 0
+    if args.command == "merge":
+        from tunelab.inference.merge import merge_run
+
+        print(f"merged model: {merge_run(args.run_dir, args.output, overwrite=args.overwrite)}")
+        return 0
+    if args.command == "methods":
+        from tunelab.methods.registry import available_methods
+
+        for method in available_methods().values():
+            kind = "adapter" if method.saves_adapter_only else "whole model"
+            print(f"{method.name:<14} {method.summary}  [saves: {kind}; merge: {'yes' if method.can_merge else 'no'}]")
+        return 0
+    raise UserError(f"unknown command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        return run_command(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Configuration: the validated schema, YAML loading and dotted ``key=value`` overrides."""

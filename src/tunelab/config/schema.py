@@ -1,0 +1,95 @@
+"""The configuration schema: every key ``tunelab train`` accepts, its type and default.
+
+Configuration is data: one tree of pydantic models, loaded from YAML plus dotted overrides. The
+``method`` subtree is validated by the method registry, so each method owns its options.
+This module owns the names of the keys; later features and users' configs depend on them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MethodOptions(StrictModel):
+    """Options common to every method; each method subclasses this with its own."""
+
+    name: str = Field("lora", description="training strategy (see `tunelab methods`)")
+
+
+DataFormat = Literal["auto", "chat", "instruction", "prompt_completion", "text"]
+
+
+class DataConfig(StrictModel):
+    train: Path | None = Field(None, description="training data file (.jsonl .json .csv .parquet .txt)")
+    eval: Path | None = Field(None, description="evaluation data file")
+    eval_split: float | None = Field(
+        None, gt=0, lt=1, description="hold out this share of train for evaluation (when no data.eval)"
+    )
+    format: DataFormat = Field("auto", description="auto | chat | instruction | prompt_completion | text")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="map our field names to your columns, e.g. {prompt: question, completion: answer}",
+    )
+    max_length: int = Field(512, gt=1, description="tokens per example (per packed sequence with packing)")
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate", description="what to do with examples longer than max_length"
+    )
+    packing: bool = Field(False, description="pack several examples per sequence (no cross-attention)")
+    train_on_prompt: bool = Field(False, description="also compute the loss on prompt / user tokens")
+
+    @model_validator(mode="after")
+    def _one_eval_source(self) -> DataConfig:
+        if self.eval is not None and self.eval_split is not None:
+            raise ValueError("give data.eval or data.eval_split, not both")
+        return self
+
+
+class TrainConfig(StrictModel):
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps (overrides epochs)")
+    epochs: int = Field(1, gt=0, description="passes over the training data")
+    batch_size: int = Field(8, gt=0, description="examples (or packed sequences) per micro-batch")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="cosine | linear | constant")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps with linear warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (matrices only)")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
+    seed: int = Field(0, description="seed for initialisation, data order and dropout")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32 | bf16 | fp16 (CUDA only)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (and always at the end)")
+    save_every: int | None = Field(None, gt=0, description="checkpoint every N steps")
+    keep_checkpoints: int = Field(2, gt=0, description="how many recent checkpoints to keep")
+    log_every: int = Field(10, gt=0, description="write a metrics line every N steps")
+    resume: bool = Field(False, description="continue from the latest checkpoint in output_dir")
+
+
+class TunelabConfig(StrictModel):
+    model: str | None = Field(None, description="hub id, local model folder, or a finished tunelab run folder")
+    task: Literal["causal_lm"] = Field("causal_lm", description="causal_lm")
+    method: SerializeAsAny[MethodOptions] = Field(
+        default_factory=MethodOptions, validate_default=True, description="method.name + options"
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output_dir: Path = Field(Path("runs/latest"), description="the run folder")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_from_registry(cls, value: Any) -> MethodOptions:
+        from tunelab.methods.registry import parse_method_options
+
+        return parse_method_options(value)
+
+    def to_plain(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data (paths as strings)."""
+        return self.model_dump(mode="json")

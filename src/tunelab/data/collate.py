@@ -1,0 +1,49 @@
+"""Turn a list of examples (or packed sequences) into padded tensors for one micro-batch.
+
+Unpacked batches get a 2-D ``attention_mask``. Packed batches get ``position_ids`` and no mask
+(see ``packing``); their padding is given positions restarting at 0, so it forms a segment of
+its own that no real token attends to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tunelab.data.packing import PackedSequence
+from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Batch:
+    model_inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    real_tokens: int  # tokens that are not padding
+
+    def to(self, device: torch.device) -> Batch:
+        inputs = {key: value.to(device) for key, value in self.model_inputs.items()}
+        return Batch(inputs, self.labels.to(device), self.real_tokens)
+
+
+def collate(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -> Batch:
+    import torch
+
+    width = max(len(item.input_ids) for item in items)
+    input_ids, labels, masks, positions = [], [], [], []
+    for item in items:
+        padding = width - len(item.input_ids)
+        input_ids.append(item.input_ids + [pad_id] * padding)
+        labels.append(item.labels + [IGNORE_INDEX] * padding)
+        masks.append([1] * len(item.input_ids) + [0] * padding)
+        if isinstance(item, PackedSequence):
+            positions.append(item.position_ids + list(range(padding)))
+    inputs = {"input_ids": torch.tensor(input_ids)}
+    if positions:
+        inputs["position_ids"] = torch.tensor(positions)
+    else:
+        inputs["attention_mask"] = torch.tensor(masks)
+    real_tokens = sum(len(item.input_ids) for item in items)
+    return Batch(inputs, torch.tensor(labels), real_tokens)

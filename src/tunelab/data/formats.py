@@ -1,0 +1,136 @@
+"""Recognise a dataset's format and turn each row into text plus the spans the loss is on.
+
+Formats (columns after ``data.columns`` renaming):
+
+- ``chat``: ``messages`` = ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``
+- ``instruction``: ``instruction``, optional ``input`` and ``system``, ``output`` (Alpaca);
+  rendered as a one-turn chat.
+- ``prompt_completion``: ``prompt``, ``completion``; plain concatenation, no template.
+- ``text``: ``text``; the loss is on every token (language modelling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.data.chat_template import ROLES, render_with_assistant_spans
+from tunelab.data.loading import row_location
+from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+REQUIRED_FIELDS = {
+    "chat": ("messages",),
+    "instruction": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+
+
+@dataclass(frozen=True)
+class FormattedExample:
+    """One example as text, the character spans that are targets, and whether EOS follows."""
+
+    text: str
+    target_spans: tuple[tuple[int, int], ...]
+    append_eos: bool
+
+
+def rename_columns(dataset: Dataset, mapping: dict[str, str], path: Path) -> Dataset:
+    for ours, theirs in mapping.items():
+        if theirs not in dataset.column_names:
+            raise UserError(f"{path}: data.columns.{ours} names column '{theirs}', which the file does not have")
+        if ours != theirs:
+            if ours in dataset.column_names:
+                dataset = dataset.remove_columns(ours)
+            dataset = dataset.rename_column(theirs, ours)
+    return dataset
+
+
+def detect_format(columns: list[str], path: Path) -> str:
+    names = set(columns)
+    for data_format in ("chat", "instruction", "prompt_completion", "text"):
+        if set(REQUIRED_FIELDS[data_format]) <= names:
+            return data_format
+    raise UserError(
+        f"{path}: cannot tell the data format from columns {sorted(names)}; expected messages, "
+        "instruction+output, prompt+completion or text (rename with data.columns, e.g. "
+        "data.columns.prompt=question)"
+    )
+
+
+def check_columns(columns: list[str], data_format: str, path: Path) -> None:
+    missing = [field for field in REQUIRED_FIELDS[data_format] if field not in columns]
+    if missing:
+        raise UserError(f"{path}: format '{data_format}' needs field '{missing[0]}', not in columns {sorted(columns)}")
+
+
+def _field(row: dict[str, Any], name: str, optional: bool = False) -> str:
+    value = row.get(name)
+    if value is None:
+        if optional:
+            return ""
+        raise UserError(f"missing field '{name}'")
+    if not isinstance(value, str):
+        raise UserError(f"field '{name}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UserError("field 'messages' must be a non-empty list of {role, content} objects")
+    cleaned = []
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise UserError(f"messages[{number}].role must be one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise UserError(f"messages[{number}].content must be a string")
+        cleaned.append({"role": message["role"], "content": content})
+    if not any(message["role"] == "assistant" for message in cleaned):
+        raise UserError("field 'messages' has no assistant message to learn from")
+    return cleaned
+
+
+def instruction_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    instruction = _field(row, "instruction")
+    extra_input = _field(row, "input", optional=True)
+    system = _field(row, "system", optional=True)
+    user = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
+    messages = [{"role": "system", "content": system}] if system.strip() else []
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": _field(row, "output")}]
+
+
+def format_row(
+    row: dict[str, Any], data_format: str, tokenizer: PreTrainedTokenizerBase, train_on_prompt: bool
+) -> FormattedExample:
+    """One row as a ``FormattedExample``; a bad row raises ``UserError`` naming the field."""
+    if data_format in ("chat", "instruction"):
+        messages = _messages(row) if data_format == "chat" else instruction_messages(row)
+        text, spans = render_with_assistant_spans(tokenizer, messages)
+        if train_on_prompt:
+            spans = [(0, len(text))]
+        return FormattedExample(text, tuple(spans), append_eos=False)
+    if data_format == "prompt_completion":
+        prompt, completion = _field(row, "prompt"), _field(row, "completion")
+        start = 0 if train_on_prompt else len(prompt)
+        return FormattedExample(prompt + completion, ((start, len(prompt) + len(completion)),), append_eos=True)
+    text = _field(row, "text")
+    return FormattedExample(text, ((0, len(text)),), append_eos=True)
+
+
+def format_dataset(
+    dataset: Dataset, data_format: str, tokenizer: PreTrainedTokenizerBase, path: Path, train_on_prompt: bool
+) -> list[FormattedExample]:
+    formatted = []
+    for index, row in enumerate(dataset):
+        try:
+            formatted.append(format_row(row, data_format, tokenizer, train_on_prompt))
+        except UserError as error:
+            raise UserError(f"{path} {row_location(path, index)}: {error}") from None
+    return formatted

@@ -1,0 +1,92 @@
+"""Read a data file into rows through ``datasets``, with errors that name the file and line.
+
+``datasets`` reads JSONL/JSON/CSV/Parquet/TXT well but reports a malformed line as a pyarrow
+stack trace; when it fails we scan the file ourselves to say which line is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text", ".md": "text"}
+
+
+def _loader_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in LOADERS:
+        raise UserError(f"{path}: unsupported file type '{suffix}' (use .jsonl, .json, .csv, .parquet or .txt)")
+    return LOADERS[suffix]
+
+
+def find_bad_json_line(path: Path) -> str | None:
+    """The first problem in a JSONL file as ``line N: ...``, or None when every line is an object."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                return f"line {number}: invalid JSON ({error.msg} at column {error.colno})"
+            if not isinstance(value, dict):
+                return f"line {number}: expected a JSON object, got {type(value).__name__}"
+    return None
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                return line.lstrip().startswith("{")
+    return False
+
+
+def row_location(path: Path, index: int) -> str:
+    """How to point a user at row ``index`` (0-based) of a file: a line number for JSONL and CSV."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json") and _looks_like_jsonl(path):
+        with path.open(encoding="utf-8") as handle:
+            seen = -1
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    seen += 1
+                    if seen == index:
+                        return f"line {number}"
+    if suffix == ".csv":
+        return f"row {index + 1}"  # data rows, header excluded
+    return f"row {index + 1}"
+
+
+def load_rows(path: Path | str) -> Dataset:
+    """All rows of a data file as a ``datasets.Dataset``; an empty file is an error."""
+    from datasets import load_dataset
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    loader = _loader_for(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty")
+    try:
+        dataset = load_dataset(loader, data_files=str(path), split="train")
+    except Exception as error:  # datasets/pyarrow raise many types for one bad file
+        if loader == "json" and _looks_like_jsonl(path):
+            problem = find_bad_json_line(path)
+            if problem is not None:
+                raise UserError(f"{path} {problem}") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: cannot read as {loader}: {first}") from None
+    if loader == "text":
+        dataset = dataset.filter(lambda row: bool(row["text"].strip()))
+    if len(dataset) == 0:
+        raise UserError(f"{path}: the dataset is empty")
+    return dataset

@@ -1,0 +1,90 @@
+"""The data stage as one call: files -> rows -> formatted text -> tokens -> (packed) items.
+
+Returns the training and evaluation items plus what the user should be told (format detected,
+examples truncated or dropped). Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.config.schema import DataConfig
+from tunelab.data.formats import check_columns, detect_format, format_dataset, rename_columns
+from tunelab.data.loading import load_rows
+from tunelab.data.packing import PackedSequence, pack_examples
+from tunelab.data.tokenize import TokenizedExample, tokenize_examples
+from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    data_format: str
+    train: list[TokenizedExample] | list[PackedSequence]
+    eval: list[TokenizedExample] | list[PackedSequence]
+    train_examples: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rows_with_format(path: Path, config: DataConfig) -> tuple[Dataset, str]:
+    rows = rename_columns(load_rows(path), config.columns, path)
+    if config.format == "auto":
+        return rows, detect_format(rows.column_names, path)
+    check_columns(rows.column_names, config.format, path)
+    return rows, config.format
+
+
+def _tokenize(rows: Dataset, data_format: str, path: Path, tokenizer, config: DataConfig, warnings: list[str]):
+    formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt)
+    items, report = tokenize_examples(tokenizer, formatted, config.max_length, config.overlong)
+    warnings.extend(f"{path.name}: {line}" for line in report.warnings(config.max_length))
+    if not items:
+        raise UserError(f"{path}: no example is left to train on after tokenization")
+    return items
+
+
+def split_off(items: list, share: float, seed: int) -> tuple[list, list]:
+    """A seeded random ``share`` of ``items`` held out: (kept, held_out), both in original order."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[: max(1, round(len(items) * share))])
+    kept = [item for index, item in enumerate(items) if index not in held]
+    return kept, [item for index, item in enumerate(items) if index in held]
+
+
+def prepare_data(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+    assert config.train is not None
+    train_path = Path(config.train)
+    train_rows, data_format = _rows_with_format(train_path, config)
+    warnings: list[str] = []
+    train_items = _tokenize(train_rows, data_format, train_path, tokenizer, config, warnings)
+    eval_items: list[TokenizedExample] = []
+    if config.eval is not None:
+        eval_path = Path(config.eval)
+        eval_rows, eval_format = _rows_with_format(eval_path, config)
+        if eval_format != data_format:
+            raise UserError(f"{eval_path}: format '{eval_format}' differs from the training data's '{data_format}'")
+        eval_items = _tokenize(eval_rows, data_format, eval_path, tokenizer, config, warnings)
+    elif config.eval_split is not None:
+        if len(train_items) < 2:
+            raise UserError(f"{train_path}: data.eval_split needs at least 2 examples")
+        train_items, eval_items = split_off(train_items, config.eval_split, seed)
+    train_examples = len(train_items)
+    if config.packing:
+        return PreparedData(
+            data_format,
+            pack_examples(train_items, config.max_length),
+            pack_examples(eval_items, config.max_length),
+            train_examples,
+            warnings,
+        )
+    return PreparedData(data_format, train_items, eval_items, train_examples, warnings)

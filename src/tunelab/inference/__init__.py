@@ -1,0 +1,1 @@
+"""Using a trained run: generation and merging into a standalone model."""

@@ -1,0 +1,97 @@
+"""Generate text from a model or a run folder (base plus artifact), greedy or sampled.
+
+A run trained on chat or instruction data formats a ``--prompt`` as a user turn through the same
+chat template it trained with; other runs take the prompt as raw text. Generation stops at EOS
+(the tokenizer's and the model's generation config's) or after ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunelab.data.chat_template import ensure_chat_template, render
+from tunelab.data.tokenize import encode_prompt
+from tunelab.errors import UserError
+from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder
+
+
+def read_messages(path: Path | str) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} line {error.lineno}: invalid JSON ({error.msg})") from None
+    messages = loaded.get("messages") if isinstance(loaded, dict) else loaded
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise UserError(f"{path}: expected a list of {{role, content}} messages (or {{\"messages\": [...]}})")
+    return messages
+
+
+def trained_on_chat(model_reference: str) -> bool:
+    if not is_run_folder(model_reference):
+        return False
+    summary = json.loads((Path(model_reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
+    return summary.get("data_format") in ("chat", "instruction")
+
+
+def stop_token_ids(tokenizer, model) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return sorted(ids)
+
+
+def generate_text(
+    model_reference: str,
+    prompt: str | None = None,
+    messages: list[dict[str, str]] | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool | None = None,
+) -> str:
+    """The model's continuation of ``prompt`` (or its reply to ``messages``), without the prompt."""
+    import torch
+
+    from tunelab.models.loading import load_causal_lm, load_tokenizer
+
+    if (prompt is None) == (messages is None):
+        raise UserError("give exactly one of --prompt or --messages")
+    if max_new_tokens <= 0:
+        raise UserError("--max-new-tokens must be positive")
+    tokenizer = load_tokenizer(model_reference)
+    model = load_causal_lm(model_reference)
+    model.eval()
+    use_chat = messages is not None or (chat if chat is not None else trained_on_chat(model_reference))
+    if use_chat:
+        ensure_chat_template(tokenizer)
+        conversation = messages if messages is not None else [{"role": "user", "content": prompt}]
+        text = render(tokenizer, conversation, add_generation_prompt=True)
+    else:
+        text = prompt
+    input_ids = torch.tensor([encode_prompt(tokenizer, text)], device=model.device)
+    stops = stop_token_ids(tokenizer, model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
+        "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    with torch.no_grad():
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=stops or None,
+            pad_token_id=pad_id,
+            use_cache=True,
+            **sampling,
+        )
+    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)

@@ -1,0 +1,37 @@
+"""Fold a run's trained artifact into its base and save a standalone transformers model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tunelab.errors import UserError
+from tunelab.models.resolve import is_run_folder, read_run_config
+
+
+def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) -> Path:
+    """Write ``output``, loadable with ``AutoModelForCausalLM.from_pretrained(output)``."""
+    import torch
+
+    from tunelab.methods.registry import get_method
+    from tunelab.models.loading import load_causal_lm, load_tokenizer
+
+    run_dir, output = Path(run_dir), Path(output)
+    if not is_run_folder(run_dir):
+        raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
+    method = get_method(read_run_config(run_dir)["method"]["name"])
+    if not method.can_merge:
+        raise UserError(f"method '{method.name}' cannot be merged into the base model; "
+                        f"load the run folder {run_dir} directly instead")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise UserError(f"{output} is not empty; pass --overwrite to replace it")
+    model = method.merge(load_causal_lm(str(run_dir), dtype=torch.float32), run_dir)
+    tokenizer = load_tokenizer(str(run_dir))
+    staging = output.with_name(f".{output.name}.merging")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    if output.exists():
+        shutil.rmtree(output)
+    staging.replace(output)
+    return output

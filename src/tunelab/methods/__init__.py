@@ -1,0 +1,1 @@
+"""Training strategies behind one small interface (see ``base.Method``) and their registry."""

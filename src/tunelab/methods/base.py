@@ -1,0 +1,45 @@
+"""The interface every training strategy implements; the training loop knows nothing else.
+
+A method says how to prepare a loaded model (wrap it, freeze what must not train), what its
+artifact is (only an adapter, or the whole model), how to load that artifact back onto a base
+model, and whether it can be merged into a standalone model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from tunelab.config.schema import MethodOptions
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Method:
+    """Base class for a strategy; subclasses set the class variables and override ``prepare``."""
+
+    name: ClassVar[str]
+    options_type: ClassVar[type[MethodOptions]] = MethodOptions
+    summary: ClassVar[str] = ""
+    # True when the artifact is only the trained extra weights (an adapter), loaded onto the base.
+    saves_adapter_only: ClassVar[bool] = False
+    can_merge: ClassVar[bool] = False
+
+    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+        """Return the model to train, with ``requires_grad`` set on exactly what trains."""
+        raise NotImplementedError
+
+    def save_artifact(self, model: nn.Module, directory: Path) -> None:
+        """Write the trained artifact in the format transformers / PEFT load directly."""
+        model.save_pretrained(directory, safe_serialization=True)
+
+    def load_artifact(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        """Put a saved artifact onto ``base_model``; whole-model methods load it as the base."""
+        return base_model
+
+    def merge(self, model: nn.Module, directory: Path) -> nn.Module:
+        """Return a standalone transformers model with the trained weights folded in."""
+        from tunelab.errors import UserError
+
+        raise UserError(f"method '{self.name}' cannot be merged into the base model")

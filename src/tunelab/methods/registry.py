@@ -1,0 +1,65 @@
+"""The method registry: ``method.name`` -> the ``Method`` that implements it.
+
+Adding a method means writing its module and one ``register`` line in ``_builtin_methods``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from tunelab.config.schema import MethodOptions
+from tunelab.methods.base import Method
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> None:
+    _REGISTRY[method.name] = method
+
+
+def _builtin_methods() -> None:
+    from tunelab.methods.full import FullFineTuning
+    from tunelab.methods.last_layers import LastLayers
+    from tunelab.methods.lora import Lora
+
+    for method in (FullFineTuning(), LastLayers(), Lora()):
+        register(method)
+
+
+def available_methods() -> dict[str, Method]:
+    if not _REGISTRY:
+        _builtin_methods()
+    return dict(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    methods = available_methods()
+    if name not in methods:
+        known = ", ".join(sorted(methods))
+        raise ValueError(f"unknown method '{name}' (known: {known})")
+    return methods[name]
+
+
+def parse_method_options(value: Any) -> MethodOptions:
+    """Validate the ``method`` config subtree against the options of the method it names."""
+    if isinstance(value, MethodOptions):
+        value = value.model_dump()
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError("method must be a mapping with a 'name' key, e.g. {name: lora, r: 8}")
+    value = dict(value)
+    value.setdefault("name", MethodOptions.model_fields["name"].default)
+    method = get_method(str(value["name"]))
+    try:
+        return method.options_type.model_validate(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(method.options_type.model_fields)
+            message = f"unknown option for method '{method.name}' (known: {known})"
+        raise ValueError(f"{where}: {message}") from None

@@ -1,0 +1,70 @@
+"""Load a tokenizer and a causal LM from a hub id, a local folder or a finished run folder.
+
+A run folder means its trained model: for adapter methods the base (itself possibly a run
+folder) with the adapter on top; otherwise the whole model saved in the folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.errors import UserError
+from tunelab.models.resolve import check_model_reference, is_run_folder, model_location, read_run_config
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    check_model_reference(reference)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_location(reference))
+    except (OSError, ValueError) as error:
+        raise UserError(f"model: cannot load the tokenizer of '{reference}': {_first_line(error)}") from None
+    return tokenizer
+
+
+def _load_pretrained(reference: str, dtype: torch.dtype | None) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto")
+    except (OSError, ValueError) as error:
+        raise UserError(f"model: cannot load '{reference}': {_first_line(error)}") from None
+
+
+def load_causal_lm(reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False) -> nn.Module:
+    """The model a reference names; with ``merge_adapters`` an adapter run comes back merged."""
+    check_model_reference(reference)
+    if not is_run_folder(reference):
+        return _load_pretrained(reference, dtype)
+    run_config = read_run_config(reference)
+    from tunelab.methods.registry import get_method
+
+    method = get_method(run_config["method"]["name"])
+    if not method.saves_adapter_only:
+        return _load_pretrained(reference, dtype)
+    base = load_causal_lm(run_config["model"], dtype=dtype, merge_adapters=True)
+    model = method.load_artifact(base, Path(reference))
+    if merge_adapters:
+        if not method.can_merge:
+            raise UserError(
+                f"model: run {reference} used method '{method.name}', which cannot be merged into a base "
+                "to train further"
+            )
+        model = method.merge(model, Path(reference))
+    return model
+
+
+def base_model_reference(run_dir: str | Path) -> str:
+    return str(read_run_config(run_dir)["model"])

@@ -1,0 +1,63 @@
+"""Small randomly initialised models and a tokenizer trained on the spot, for examples and tests.
+
+Nothing here is a pretrained model: it lets the quick example and the test suite run offline
+with real transformers classes (Llama, GPT-2) at a size that trains in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer (``PreTrainedTokenizerFast``) that adds BOS like Llama's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[SPECIAL_TOKENS[k] for k in ("pad_token", "bos_token", "eos_token", "unk_token")],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(list(texts), trainer=trainer)
+    bos_id = backend.token_to_id(SPECIAL_TOKENS["bos_token"])
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+
+
+def build_tiny_causal_lm(architecture: str, tokenizer, hidden_size: int = 64, layers: int = 2, heads: int = 4,
+                         max_position: int = 512, seed: int = 0):
+    """A random ``llama`` or ``gpt2`` causal LM sized for ``tokenizer``."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    common = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    if architecture == "llama":
+        config = LlamaConfig(hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
+                             num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+                             max_position_embeddings=max_position, tie_word_embeddings=False, **common)
+    elif architecture == "gpt2":
+        config = GPT2Config(n_embd=hidden_size, n_layer=layers, n_head=heads, n_positions=max_position, **common)
+    else:
+        raise ValueError(f"unknown architecture {architecture}")
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def save_tiny_model(folder: Path, architecture: str, texts: Iterable[str], vocab_size: int = 512, **sizes) -> Path:
+    """Train a tokenizer on ``texts``, build a matching random model, save both in ``folder``."""
+    tokenizer = train_bpe_tokenizer(texts, vocab_size)
+    model = build_tiny_causal_lm(architecture, tokenizer, **sizes)
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,122 @@
+"""The run folder (``output_dir``) and everything written into it.
+
+Layout::
+
+    config.yaml      the resolved config
+    metrics.jsonl    one JSON object per logged step
+    summary.json     the final figures (written last: its presence marks a finished run)
+    <artifact>       adapter or whole model + tokenizer, loadable by transformers / PEFT
+    checkpoints/     step-N folders for resuming
+
+It refuses a folder that holds something else (a different run, unrelated files) unless the
+user asks to overwrite it, and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import UserError
+from tunelab.models.resolve import RUN_CONFIG_FILE, RUN_SUMMARY_FILE
+from tunelab.run.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
+
+# Keys that may change between a run and its resumption without making it a different run.
+RESUMABLE_CHANGES = {
+    "train": {"resume", "max_steps", "epochs", "save_every", "eval_every", "log_every", "keep_checkpoints"},
+}
+
+
+def _identity(plain_config: dict[str, Any]) -> dict[str, Any]:
+    identity = json.loads(json.dumps(plain_config))
+    for section, keys in RESUMABLE_CHANGES.items():
+        for key in keys:
+            identity.get(section, {}).pop(key, None)
+    return identity
+
+
+class RunDirectory:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / RUN_CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / RUN_SUMMARY_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def check_can_start(self, plain_config: dict[str, Any], resume: bool, overwrite: bool) -> None:
+        """Refuse a folder holding something else; call before anything is written."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"output_dir {self.path} is a file")
+        if self.is_empty() or overwrite:
+            return
+        if not self.config_file.is_file():
+            raise UserError(f"output_dir {self.path} is not empty and holds no tunelab run; "
+                            "choose another folder or pass --overwrite")
+        if not resume:
+            raise UserError(f"output_dir {self.path} already holds a run; pass --overwrite to replace it "
+                            "or train.resume=true to continue it")
+        previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
+        if _identity(previous) != _identity(plain_config):
+            raise UserError(f"output_dir {self.path} holds a different run (its config.yaml differs); "
+                            "choose another folder or pass --overwrite")
+
+    def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
+        if overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_yaml_atomic(self.config_file, plain_config)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.is_file():
+            return []
+        lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill mid-write
+                continue
+        return records
+
+    def keep_metrics_until(self, step: int) -> None:
+        """Drop metrics logged after ``step`` (a resumed run logs them again)."""
+        kept = [record for record in self.read_metrics() if record["step"] <= step]
+        write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.summary_file, summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.summary_file.read_text(encoding="utf-8"))
+
+    def install_artifact(self, staging: Path) -> None:
+        """Move every file saved in ``staging`` into the run folder, each by an atomic rename."""
+        for item in sorted(staging.iterdir()):
+            target = self.path / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""The seeded order of micro-batches and a resumable position in it.
+
+The order of epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a resumed run can
+rebuild it from the position saved in a checkpoint (epoch, micro-batch index) without storing
+sampler state. Under distributed runs each process takes every n-th micro-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    epoch: int = 0
+    micro_batch: int = 0  # index of the next micro-batch to take within the epoch
+
+
+def micro_batches_per_epoch(item_count: int, batch_size: int, process_count: int = 1) -> int:
+    return math.ceil(math.ceil(item_count / batch_size) / process_count)
+
+
+def epoch_micro_batches(
+    item_count: int, batch_size: int, seed: int, epoch: int, process_index: int = 0, process_count: int = 1
+) -> list[list[int]]:
+    """Item indices of every micro-batch this process takes in ``epoch``."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(item_count, generator=generator).tolist()
+    batches = [order[start : start + batch_size] for start in range(0, item_count, batch_size)]
+    per_process = micro_batches_per_epoch(item_count, batch_size, process_count)
+    mine = batches[process_index::process_count]
+    while len(mine) < per_process:  # keep processes in step: reuse the first batch of the epoch
+        mine.append(batches[0])
+    return mine
+
+
+def optimizer_steps_per_epoch(item_count: int, batch_size: int, grad_accum: int, process_count: int = 1) -> int:
+    return math.ceil(micro_batches_per_epoch(item_count, batch_size, process_count) / grad_accum)

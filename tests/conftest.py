@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny random Llama and GPT-2 models (saved once per session) and data files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+CORPUS = [
+    "Once upon a time there was a little robot who loved to count the stars.",
+    "Convert this instruction to JSON: finish the report by Friday with high priority.",
+    '{"name": "ProjectA", "deadline": "2024-12-31", "priority": "high"}',
+    "The quick brown fox jumps over the lazy dog while the cat sleeps.",
+    "User asks a question and the assistant answers it politely and briefly.",
+    "What is the capital of France? The capital of France is Paris.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 11 12 and letters a b c d e f g.",
+] * 4
+
+
+def make_records(count: int, seed: int = 0) -> list[dict[str, str]]:
+    """Prompt/completion pairs with a learnable rule (the completion repeats a key word)."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["robot", "star", "fox", "dog", "cat", "paris", "report", "friday", "project", "deadline"]
+    records = []
+    for _ in range(count):
+        word = rng.choice(words)
+        filler = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+        records.append({"prompt": f"{filler} say {word}:", "completion": f" {word} {word}"})
+    return records
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from tunelab.models.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama", CORPUS, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    from tunelab.models.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2", CORPUS, vocab_size=400)
+
+
+@pytest.fixture()
+def prompt_completion_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "train.jsonl", make_records(48))
+
+
+@pytest.fixture(scope="session")
+def stories260k() -> Path:
+    folder = SHARED_DATA / "models" / "stories260K-hf"
+    if not folder.is_dir():
+        pytest.skip(f"needs ../shared/data/models/stories260K-hf, absent at {folder}")
+    return folder
