@@ -31,12 +31,18 @@ def _train_epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tunelab", description="Adapt a language model to a task, every strategy behind one interface.")
+    parser = _Parser(
+        prog="tunelab", description="Adapt a language model to a task, every strategy behind one interface."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train a model", epilog=_train_epilog(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Train from a YAML config and/or dotted key=value overrides.")
+    train = commands.add_parser(
+        "train",
+        help="train a model",
+        epilog=_train_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train from a YAML config and/or dotted key=value overrides.",
+    )
     train.add_argument("config", nargs="?", help="YAML config file (optional)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. method.r=16 train.max_steps=50")
     train.add_argument("--overwrite", action="store_true", help="replace whatever output_dir holds")
@@ -52,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
     style = generate.add_mutually_exclusive_group()
-    style.add_argument("--chat", dest="chat", action="store_true", default=None,
-                       help="wrap --prompt as a user turn of the chat template")
+    style.add_argument(
+        "--chat",
+        dest="chat",
+        action="store_true",
+        default=None,
+        help="wrap --prompt as a user turn of the chat template",
+    )
     style.add_argument("--raw", dest="chat", action="store_false", help="use --prompt as raw text")
 
     merge = commands.add_parser("merge", help="merge a run's adapter into a standalone model")
@@ -85,15 +96,27 @@ def run_command(args: argparse.Namespace) -> int:
         from tunelab.training.recipe import train
 
         summary = train(config, overwrite=args.overwrite, progress=not args.quiet)
-        print(f"run folder: {config.output_dir}  train_loss {summary['train_loss']:.4f}"
-              + (f"  eval_loss {summary['eval_loss']:.4f}" if "eval_loss" in summary else ""))
+        print(
+            f"run folder: {config.output_dir}  train_loss {summary['train_loss']:.4f}"
+            + (f"  eval_loss {summary['eval_loss']:.4f}" if "eval_loss" in summary else "")
+        )
         return 0
     if args.command == "generate":
         from tunelab.inference.generate import generate_text, read_messages
 
         messages = read_messages(args.messages) if args.messages else None
-        print(generate_text(args.model, prompt=args.prompt, messages=messages, max_new_tokens=args.max_new_tokens,
-                            temperature=args.temperature, top_p=args.top_p, seed=args.seed, chat=args.chat))
+        print(
+            generate_text(
+                args.model,
+                prompt=args.prompt,
+                messages=messages,
+                max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                seed=args.seed,
+                chat=args.chat,
+            )
+        )
         return 0
     if args.command == "merge":
         from tunelab.inference.merge import merge_run

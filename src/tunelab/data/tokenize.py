@@ -43,14 +43,20 @@ class TokenizeReport:
     def warnings(self, max_length: int) -> list[str]:
         lines = []
         if self.truncated:
-            lines.append(f"{self.truncated} of {self.examples} examples were longer than {max_length} tokens "
-                         "and were truncated (data.overlong=drop drops them instead)")
+            lines.append(
+                f"{self.truncated} of {self.examples} examples were longer than {max_length} tokens "
+                "and were truncated (data.overlong=drop drops them instead)"
+            )
         if self.dropped_overlong:
-            lines.append(f"{self.dropped_overlong} of {self.examples} examples were longer than {max_length} "
-                         "tokens and were dropped")
+            lines.append(
+                f"{self.dropped_overlong} of {self.examples} examples were longer than {max_length} "
+                "tokens and were dropped"
+            )
         if self.dropped_without_targets:
-            lines.append(f"{self.dropped_without_targets} of {self.examples} examples had no target tokens "
-                         f"within {max_length} tokens and were dropped")
+            lines.append(
+                f"{self.dropped_without_targets} of {self.examples} examples had no target tokens "
+                f"within {max_length} tokens and were dropped"
+            )
         return lines
 
 
@@ -79,8 +85,9 @@ def tokenize_example(
         raise UserError("tunelab needs a fast (Rust) tokenizer to locate the target tokens")
     encoded = tokenizer(example.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
-    is_target = [any(start <= begin < end for start, end in example.target_spans)
-                 for begin, _ in encoded["offset_mapping"]]
+    is_target = [
+        any(start <= begin < end for start, end in example.target_spans) for begin, _ in encoded["offset_mapping"]
+    ]
     if prefix_ids and ids[: len(prefix_ids)] != prefix_ids:
         ids = prefix_ids + ids
         is_target = [False] * len(prefix_ids) + is_target

@@ -28,7 +28,7 @@ def read_messages(path: Path | str) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
     ):
-        raise UserError(f"{path}: expected a list of {{role, content}} messages (or {{\"messages\": [...]}})")
+        raise UserError(f'{path}: expected a list of {{role, content}} messages (or {{"messages": [...]}})')
     return messages
 
 
@@ -82,8 +82,11 @@ def generate_text(
     stops = stop_token_ids(tokenizer, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
     torch.manual_seed(seed)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
-        "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
     with torch.no_grad():
         output = model.generate(
             input_ids=input_ids,

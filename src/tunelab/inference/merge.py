@@ -21,8 +21,10 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
         raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
     method = get_method(read_run_config(run_dir)["method"]["name"])
     if not method.can_merge:
-        raise UserError(f"method '{method.name}' cannot be merged into the base model; "
-                        f"load the run folder {run_dir} directly instead")
+        raise UserError(
+            f"method '{method.name}' cannot be merged into the base model; "
+            f"load the run folder {run_dir} directly instead"
+        )
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UserError(f"{output} is not empty; pass --overwrite to replace it")
     model = method.merge(load_causal_lm(str(run_dir), dtype=torch.float32), run_dir)

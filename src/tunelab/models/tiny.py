@@ -33,18 +33,36 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
 
 
-def build_tiny_causal_lm(architecture: str, tokenizer, hidden_size: int = 64, layers: int = 2, heads: int = 4,
-                         max_position: int = 512, seed: int = 0):
+def build_tiny_causal_lm(
+    architecture: str,
+    tokenizer,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    max_position: int = 512,
+    seed: int = 0,
+):
     """A random ``llama`` or ``gpt2`` causal LM sized for ``tokenizer``."""
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
-    common = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    common = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     if architecture == "llama":
-        config = LlamaConfig(hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
-                             num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                             max_position_embeddings=max_position, tie_word_embeddings=False, **common)
+        config = LlamaConfig(
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=max_position,
+            tie_word_embeddings=False,
+            **common,
+        )
     elif architecture == "gpt2":
         config = GPT2Config(n_embd=hidden_size, n_layer=layers, n_head=heads, n_positions=max_position, **common)
     else:

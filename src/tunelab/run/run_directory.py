@@ -69,15 +69,21 @@ class RunDirectory:
         if self.is_empty() or overwrite:
             return
         if not self.config_file.is_file():
-            raise UserError(f"output_dir {self.path} is not empty and holds no tunelab run; "
-                            "choose another folder or pass --overwrite")
+            raise UserError(
+                f"output_dir {self.path} is not empty and holds no tunelab run; "
+                "choose another folder or pass --overwrite"
+            )
         if not resume:
-            raise UserError(f"output_dir {self.path} already holds a run; pass --overwrite to replace it "
-                            "or train.resume=true to continue it")
+            raise UserError(
+                f"output_dir {self.path} already holds a run; pass --overwrite to replace it "
+                "or train.resume=true to continue it"
+            )
         previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
         if _identity(previous) != _identity(plain_config):
-            raise UserError(f"output_dir {self.path} holds a different run (its config.yaml differs); "
-                            "choose another folder or pass --overwrite")
+            raise UserError(
+                f"output_dir {self.path} holds a different run (its config.yaml differs); "
+                "choose another folder or pass --overwrite"
+            )
 
     def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
         if overwrite and self.path.exists():

@@ -120,8 +120,10 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     data = prepare_data(config.data, tokenizer, config.train.seed)
     for warning in data.warnings:
         log.warning(warning)
-    _announce(f"data: {data.train_examples} training examples ({data.data_format}), "
-              f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences")
+    _announce(
+        f"data: {data.train_examples} training examples ({data.data_format}), "
+        f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences"
+    )
 
     # 3. The run folder.
     checkpoints = list_checkpoints(run.checkpoints) if config.train.resume else []
@@ -137,8 +139,10 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = method.prepare(model, config.method)
     trainable_params, total_params = count_parameters(model)
-    _announce(f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
-              f"({100 * trainable_params / total_params:.4f}%)")
+    _announce(
+        f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
+        f"({100 * trainable_params / total_params:.4f}%)"
+    )
 
     process = (accelerator.process_index, accelerator.num_processes)
     per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
@@ -155,11 +159,18 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
     # 5. The loop.
     reset_peak_memory(accelerator.device)
-    steps = iterate_steps(len(data.train), config.train.batch_size, config.train.grad_accum,
-                          config.train.seed, state.position, process)
+    steps = iterate_steps(
+        len(data.train), config.train.batch_size, config.train.grad_accum, config.train.seed, state.position, process
+    )
     window, last_train_loss, last_eval_loss = LossWindow(), math.nan, None
-    bar = tqdm(total=total_steps, initial=state.step, disable=not progress or not accelerator.is_main_process,
-               desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not progress or not accelerator.is_main_process,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     model.train()
     while state.step < total_steps:
         group, next_position = next(steps)
@@ -207,8 +218,14 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         if config.train.save_every and (state.step % config.train.save_every == 0 or last):
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(run.checkpoints, accelerator.unwrap_model(model), optimizer, scheduler, state,
-                                config.train.keep_checkpoints)
+                save_checkpoint(
+                    run.checkpoints,
+                    accelerator.unwrap_model(model),
+                    optimizer,
+                    scheduler,
+                    state,
+                    config.train.keep_checkpoints,
+                )
     bar.close()
 
     # 6. The artifact and the summary.
@@ -242,8 +259,10 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     if accelerator.is_main_process:
         _save_artifact(run, method, unwrapped, tokenizer)
         run.write_summary(summary)
-        _announce(f"done: {run.path} (train_loss {last_train_loss:.4f}"
-                  + (f", eval_loss {last_eval_loss:.4f})" if data.eval else ")"))
+        _announce(
+            f"done: {run.path} (train_loss {last_train_loss:.4f}"
+            + (f", eval_loss {last_eval_loss:.4f})" if data.eval else ")")
+        )
     return summary
 
 
