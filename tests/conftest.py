@@ -68,3 +68,20 @@ def stories260k() -> Path:
     if not folder.is_dir():
         pytest.skip(f"needs ../shared/data/models/stories260K-hf, absent at {folder}")
     return folder
+
+
+def training_config(model: Path, train_file: Path, output_dir: Path, **overrides):
+    """A validated config for a short run on a tiny model; ``overrides`` use dotted keys."""
+    from tunelab.config.loading import load_config
+
+    base = {
+        "model": str(model),
+        "data.train": str(train_file),
+        "output_dir": str(output_dir),
+        "train.batch_size": 4,
+        "train.max_steps": 4,
+        "train.lr": 1e-3,
+        "train.log_every": 1,
+    }
+    base.update(overrides)
+    return load_config(None, [f"{key}={value}" for key, value in base.items()])

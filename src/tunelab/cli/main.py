@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from tunelab.errors import UserError
@@ -83,6 +84,9 @@ def _configure_logging() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Library deprecation notices (PEFT, transformers) are for us, not for the user of the CLI.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -95,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = load_config(config_path, overrides)
         from tunelab.training.recipe import train
 
-        summary = train(config, overwrite=args.overwrite, progress=not args.quiet)
+        summary = train(config, overwrite=args.overwrite, progress=not args.quiet).summary
         print(
             f"run folder: {config.output_dir}  train_loss {summary['train_loss']:.4f}"
             + (f"  eval_loss {summary['eval_loss']:.4f}" if "eval_loss" in summary else "")

@@ -36,6 +36,9 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
 
 def _load_pretrained(reference: str, dtype: torch.dtype | None) -> nn.Module:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # our own progress bar is the one that matters
 
     try:
         return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto")

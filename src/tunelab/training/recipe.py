@@ -98,9 +98,17 @@ def _announce(message: str) -> None:
     log.info(message)
 
 
-def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train as ``config`` says and return the run's summary (also written to summary.json)."""
-    from accelerate import Accelerator
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the summary (as in summary.json), the run folder and the trained model."""
+
+    summary: dict[str, Any]
+    run_dir: Path
+    model: torch.nn.Module
+
+
+def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
+    """Train as ``config`` says; the run folder receives the artifact, metrics and summary."""
     from accelerate.utils import set_seed
 
     # 1. Check everything cheap before anything heavy loads.
@@ -131,12 +139,16 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         run.start(plain_config, overwrite=overwrite or not run.is_empty())
 
     # 4. Model and method.
-    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.train.precision])
+    accelerator = _new_accelerator(config.train.precision)
     set_seed(config.train.seed)
     model = load_causal_lm(config.model, dtype=torch.float32, merge_adapters=True)
     model.config.use_cache = False
     if config.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.x renamed gradient_checkpointing_enable; keep working on both names
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = method.prepare(model, config.method)
     trainable_params, total_params = count_parameters(model)
     _announce(
@@ -263,7 +275,22 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
             f"done: {run.path} (train_loss {last_train_loss:.4f}"
             + (f", eval_loss {last_eval_loss:.4f})" if data.eval else ")")
         )
-    return summary
+    unwrapped.eval()
+    return TrainResult(summary, run.path, unwrapped)
+
+
+def _new_accelerator(precision: str):
+    """An Accelerator for this run's precision.
+
+    accelerate keeps its state in a process-wide singleton that refuses a second precision; we
+    reset it (keeping the distributed process group) so that one Python process can run several
+    trainings in a row, as a comparison does.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=MIXED_PRECISION[precision])
 
 
 def _accumulate(model: torch.nn.Module, batches: list[Batch], accelerator) -> tuple[float, int]:
