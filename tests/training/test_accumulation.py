@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 from accelerate import Accelerator
-from conftest import make_records
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import make_records
 from tunelab.data.collate import collate
 from tunelab.data.formats import FormattedExample
 from tunelab.data.tokenize import tokenize_examples

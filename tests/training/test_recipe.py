@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_records, training_config, write_jsonl
 
+from conftest import make_records, training_config, write_jsonl
 from tunelab.training.recipe import train
 
 

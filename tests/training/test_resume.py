@@ -10,8 +10,8 @@ import sys
 import textwrap
 
 import pytest
-from conftest import training_config
 
+from conftest import training_config
 from tunelab.training.checkpoint import list_checkpoints
 from tunelab.training.recipe import train
 
