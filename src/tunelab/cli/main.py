@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse with overrides allowed after options (``train x.yaml --quiet train.lr=1e-3``)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["train"] and not {"-h", "--help"} & set(arguments):
+        namespace = parser.parse_args(arguments[:1] + [a for a in arguments[1:] if a.startswith("--")])
+        positionals = [a for a in arguments[1:] if not a.startswith("--")]
+        namespace.config, namespace.overrides = (positionals[0], positionals[1:]) if positionals else (None, [])
+        return namespace
+    return parser.parse_args(arguments)
+
+
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="tunelab: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "bitsandbytes", "peft"):
@@ -140,7 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
         return run_command(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

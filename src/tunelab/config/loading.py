@@ -6,13 +6,15 @@ raised before anything heavy (torch, a model, a dataset) is loaded.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunelab.config.schema import DataConfig, TrainConfig, TunelabConfig
+from tunelab.config.schema import DataConfig, MethodOptions, TrainConfig, TunelabConfig
 from tunelab.errors import UserError
 
 
@@ -34,18 +36,58 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def _expects_text(annotation: Any) -> bool:
+    """True for ``str`` / ``Path`` fields (optional or not), whose values must stay as typed."""
+    if annotation in (str, Path):
+        return True
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return (
+        bool(arguments)
+        and typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and all(a in (str, Path) for a in arguments)
+    )
+
+
+def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
+    """Whether the dotted key names a string or path setting (``output_dir``, ``data.train``, ...)."""
+    if len(parts) == 1:
+        field = TunelabConfig.model_fields.get(parts[0])
+        return field is not None and _expects_text(field.annotation)
+    sections: dict[str, type[BaseModel]] = {"data": DataConfig, "train": TrainConfig}
+    if parts[:2] == ["data", "columns"]:
+        return len(parts) == 3  # one column name; the whole mapping is YAML
+    if parts[0] == "method" and len(parts) == 2:
+        from tunelab.methods.registry import available_methods
+
+        method = tree.get("method")
+        name = method.get("name") if isinstance(method, dict) else method
+        chosen = available_methods().get(str(name or MethodOptions.model_fields["name"].default))
+        field = chosen.options_type.model_fields.get(parts[1]) if chosen else None
+        return field is not None and _expects_text(field.annotation)
+    section = sections.get(parts[0])
+    field = section.model_fields.get(parts[1]) if section and len(parts) == 2 else None
+    return field is not None and _expects_text(field.annotation)
+
+
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
-    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (``16``, ``true``, ``[a, b]``)."""
+    """Apply one ``a.b.c=value`` override in place.
+
+    The value is parsed as YAML (``16``, ``true``, ``[a, b]``, ``null``) except for string and
+    path keys, which keep the text as typed (``output_dir=2024`` is a folder, not a number).
+    """
     if "=" not in assignment:
         raise UserError(f"override '{assignment}' must look like key=value (e.g. train.max_steps=50)")
     key, raw_value = assignment.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
         raise UserError(f"override '{assignment}': empty key")
-    try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        value = raw_value
+    if is_text_key(tree, parts) and raw_value.strip() not in ("null", "~"):
+        value: Any = raw_value
+    else:
+        try:
+            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        except yaml.YAMLError:
+            value = raw_value
     node = tree
     for part in parts[:-1]:
         child = node.get(part)
@@ -59,8 +101,13 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
 
 
 def describe_validation_error(error: ValidationError) -> str:
+    from tunelab.methods.registry import MethodOptionError
+
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"] if part != "__root__")
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, MethodOptionError):
+        return f"config error: {where}.{cause.key}: {cause.detail}"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -94,13 +141,22 @@ def check_training_inputs(config: TunelabConfig) -> None:
     check_model_reference(config.model)
 
 
+def _shown(default: Any) -> str:
+    """A default as the user would write it in YAML."""
+    if isinstance(default, Path):
+        return str(default)
+    return yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _key_line(key: str, default: Any, description: str | None, indent: int = 2) -> str:
+    return f"{' ' * indent}{key:<{32 - indent}} default {_shown(default):<12} {description or ''}"
+
+
 def _section_lines(prefix: str, section: type[BaseModel]) -> list[str]:
-    lines = []
-    for name, field in section.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        shown = "null" if default is None else (default if not isinstance(default, dict) else "{}")
-        lines.append(f"  {prefix}{name:<24} default {shown!s:<12} {field.description or ''}")
-    return lines
+    return [
+        _key_line(prefix + name, field.get_default(call_default_factory=True), field.description)
+        for name, field in section.model_fields.items()
+    ]
 
 
 def describe_config_keys() -> str:
@@ -110,15 +166,13 @@ def describe_config_keys() -> str:
     lines = ["config keys (YAML file and/or key=value overrides):"]
     for name in ("model", "task", "output_dir"):
         field = TunelabConfig.model_fields[name]
-        default = field.get_default(call_default_factory=True)
-        lines.append(f"  {name:<29} default {default!s:<12} {field.description or ''}")
+        lines.append(_key_line(name, field.get_default(call_default_factory=True), field.description))
     lines += _section_lines("data.", DataConfig)
     lines += _section_lines("train.", TrainConfig)
-    lines.append("  method.name                   default lora         one of the methods below")
+    lines.append(_key_line("method.name", MethodOptions.model_fields["name"].default, "one of the methods below"))
     for method in available_methods().values():
         lines.append(f"  method.name={method.name}: {method.summary}")
         for option, field in method.options_type.model_fields.items():
-            if option == "name":
-                continue
-            lines.append(f"    method.{option:<22} default {field.default!s:<12} {field.description or ''}")
+            if option != "name":
+                lines.append(_key_line(f"method.{option}", field.default, field.description, indent=4))
     return "\n".join(lines)

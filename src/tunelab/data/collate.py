@@ -2,7 +2,8 @@
 
 Unpacked batches get a 2-D ``attention_mask``. Packed batches get ``position_ids`` and no mask
 (see ``packing``); their padding is given positions restarting at 0, so it forms a segment of
-its own that no real token attends to.
+its own that no real token attends to. Every batch asks for ``use_cache=False``: transformers
+builds the packed (block-diagonal) mask only when there is no KV cache, and training needs none.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Batch:
-    model_inputs: dict[str, torch.Tensor]
+    # Tensors plus ``use_cache=False``: with a cache, transformers skips the packed-sequence mask.
+    model_inputs: dict[str, torch.Tensor | bool]
     labels: torch.Tensor
     real_tokens: int  # tokens that are not padding
 
     def to(self, device: torch.device) -> Batch:
-        inputs = {key: value.to(device) for key, value in self.model_inputs.items()}
+        inputs = {key: value.to(device) if hasattr(value, "to") else value for key, value in self.model_inputs.items()}
         return Batch(inputs, self.labels.to(device), self.real_tokens)
 
 
@@ -40,7 +42,7 @@ def collate(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -
         masks.append([1] * len(item.input_ids) + [0] * padding)
         if isinstance(item, PackedSequence):
             positions.append(item.position_ids + list(range(padding)))
-    inputs = {"input_ids": torch.tensor(input_ids)}
+    inputs: dict[str, torch.Tensor | bool] = {"input_ids": torch.tensor(input_ids), "use_cache": False}
     if positions:
         inputs["position_ids"] = torch.tensor(positions)
     else:

@@ -41,14 +41,20 @@ class FormattedExample:
 
 
 def rename_columns(dataset: Dataset, mapping: dict[str, str], path: Path) -> Dataset:
+    """Give columns our field names: ``mapping`` is ours -> theirs, applied all at once (swaps work)."""
     for ours, theirs in mapping.items():
         if theirs not in dataset.column_names:
             raise UserError(f"{path}: data.columns.{ours} names column '{theirs}', which the file does not have")
-        if ours != theirs:
-            if ours in dataset.column_names:
-                dataset = dataset.remove_columns(ours)
-            dataset = dataset.rename_column(theirs, ours)
-    return dataset
+    moving = {theirs: ours for ours, theirs in mapping.items() if ours != theirs}
+    if not moving:
+        return dataset
+    # Two steps through temporary names, so a column can take a name another one is leaving.
+    staged = {theirs: f"__tunelab_{index}" for index, theirs in enumerate(moving)}
+    dataset = dataset.rename_columns(staged)
+    replaced = [ours for ours in moving.values() if ours in dataset.column_names]
+    if replaced:
+        dataset = dataset.remove_columns(replaced)
+    return dataset.rename_columns({staged[theirs]: ours for theirs, ours in moving.items()})
 
 
 def detect_format(columns: list[str], path: Path) -> str:

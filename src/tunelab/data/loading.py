@@ -7,6 +7,7 @@ stack trace; when it fails we scan the file ourselves to say which line is wrong
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,15 @@ def _looks_like_jsonl(path: Path) -> bool:
     return False
 
 
+def _has_content(path: Path) -> bool:
+    """Whether the file holds anything but whitespace (read in chunks: data files can be large)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
+
+
 def row_location(path: Path, index: int) -> str:
     """How to point a user at row ``index`` (0-based) of a file: a line number for JSONL and CSV."""
     suffix = path.suffix.lower()
@@ -74,8 +84,11 @@ def load_rows(path: Path | str) -> Dataset:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     loader = _loader_for(path)
-    if path.stat().st_size == 0:
+    if not _has_content(path):
         raise UserError(f"{path}: the file is empty")
+    datasets_logger = logging.getLogger("datasets")
+    previous_level = datasets_logger.level
+    datasets_logger.setLevel(logging.CRITICAL + 1)  # its pyarrow messages would precede our one clear line
     try:
         dataset = load_dataset(loader, data_files=str(path), split="train")
     except Exception as error:  # datasets/pyarrow raise many types for one bad file
@@ -85,6 +98,8 @@ def load_rows(path: Path | str) -> Dataset:
                 raise UserError(f"{path} {problem}") from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{path}: cannot read as {loader}: {first}") from None
+    finally:
+        datasets_logger.setLevel(previous_level)
     if loader == "text":
         dataset = dataset.filter(lambda row: bool(row["text"].strip()))
     if len(dataset) == 0:

@@ -1,10 +1,11 @@
 """Pack several tokenized examples into each sequence without letting them see each other.
 
 Each packed sequence carries ``position_ids`` that restart at 0 for every example. With no 2-D
-attention mask, transformers (``masking_utils.find_packed_sequence_indices``) turns restarting
-positions into a block-diagonal causal mask, so attention never crosses an example boundary, for
-SDPA, eager and flash attention alike. Examples keep their order; a sequence is closed when the
-next example does not fit (first-fit would reorder data and break the seeded order).
+attention mask and no KV cache (``collate`` passes ``use_cache=False``), transformers
+(``masking_utils.find_packed_sequence_indices``) turns restarting positions into a block-diagonal
+causal mask, so attention never crosses an example boundary, for SDPA, eager and flash attention.
+Examples keep their order; a sequence is closed when the next example does not fit (first-fit
+would reorder data and break the seeded order).
 """
 
 from __future__ import annotations

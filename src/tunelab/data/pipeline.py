@@ -56,7 +56,8 @@ def split_off(items: list, share: float, seed: int) -> tuple[list, list]:
     """A seeded random ``share`` of ``items`` held out: (kept, held_out), both in original order."""
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    held = set(order[: max(1, round(len(items) * share))])
+    held_count = min(max(1, round(len(items) * share)), len(items) - 1)  # keep one to train on
+    held = set(order[:held_count])
     kept = [item for index, item in enumerate(items) if index not in held]
     return kept, [item for index, item in enumerate(items) if index in held]
 

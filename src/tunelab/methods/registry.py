@@ -15,6 +15,14 @@ from tunelab.methods.base import Method
 _REGISTRY: dict[str, Method] = {}
 
 
+class MethodOptionError(ValueError):
+    """A bad ``method.*`` option; ``key`` is the option's name, ``detail`` what is wrong."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
 def register(method: Method) -> None:
     _REGISTRY[method.name] = method
 
@@ -62,4 +70,6 @@ def parse_method_options(value: Any) -> MethodOptions:
         if first["type"] == "extra_forbidden":
             known = ", ".join(method.options_type.model_fields)
             message = f"unknown option for method '{method.name}' (known: {known})"
-        raise ValueError(f"{where}: {message}") from None
+        elif "input" in first and not isinstance(first["input"], dict):
+            message = f"{message} (got {first['input']!r})"
+        raise MethodOptionError(where, message) from None

@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = {
 
 def _identity(plain_config: dict[str, Any]) -> dict[str, Any]:
     identity = json.loads(json.dumps(plain_config))
+    identity.pop("output_dir", None)  # the same folder may be named another way, or moved
     for section, keys in RESUMABLE_CHANGES.items():
         for key in keys:
             identity.get(section, {}).pop(key, None)

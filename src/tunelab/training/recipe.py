@@ -136,7 +136,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     # 3. The run folder.
     checkpoints = list_checkpoints(run.checkpoints) if config.train.resume else []
     if not checkpoints:
-        run.start(plain_config, overwrite=overwrite or not run.is_empty())
+        run.start(plain_config, overwrite=overwrite)
 
     # 4. Model and method.
     accelerator = _new_accelerator(config.train.precision)
