@@ -39,6 +39,16 @@ def trained_on_chat(model_reference: str) -> bool:
     return summary.get("data_format") in ("chat", "instruction")
 
 
+def best_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def stop_token_ids(tokenizer, model) -> list[int]:
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -69,7 +79,7 @@ def generate_text(
     if max_new_tokens <= 0:
         raise UserError("--max-new-tokens must be positive")
     tokenizer = load_tokenizer(model_reference)
-    model = load_causal_lm(model_reference)
+    model = load_causal_lm(model_reference).to(best_device())
     model.eval()
     use_chat = messages is not None or (chat if chat is not None else trained_on_chat(model_reference))
     if use_chat:
