@@ -132,8 +132,16 @@ def test_missing_field_names_the_file_line_and_field(tmp_path, tokenizer):
 
 
 def test_non_string_field_is_named(tokenizer):
-    with pytest.raises(UserError, match="field 'completion' must be a string, got int"):
-        format_row({"prompt": "a", "completion": 3}, "prompt_completion", tokenizer, train_on_prompt=False)
+    with pytest.raises(UserError, match="field 'completion' must be a string, got list"):
+        format_row({"prompt": "a", "completion": [3]}, "prompt_completion", tokenizer, train_on_prompt=False)
+
+
+def test_numbers_become_text_as_a_csv_of_numbers_needs(tmp_path, tokenizer):
+    path = tmp_path / "sums.csv"
+    path.write_text("prompt,completion\n2+2=,4\n3+3=,6\n")
+    rows = load_rows(path)
+    formatted = format_dataset(rows, "prompt_completion", tokenizer, path, train_on_prompt=False)
+    assert [example.text for example in formatted] == ["2+2=4", "3+3=6"]
 
 
 def test_message_with_a_bad_role_is_named(tmp_path, tokenizer):

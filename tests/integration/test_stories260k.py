@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SHARED_DATA, training_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import SHARED_DATA, training_config
 from tunelab.data.collate import collate
 from tunelab.data.pipeline import prepare_data
 from tunelab.training.loss import count_target_tokens, summed_token_loss
@@ -31,8 +31,15 @@ def test_lora_lowers_held_out_loss_on_a_childrens_story(stories260k, tmp_path):
     stories = SHARED_DATA / "corpus" / "gutenberg" / "pg11.txt"
     if not stories.is_file():
         pytest.skip(f"needs {stories}")
-    options = {"data.eval_split": 0.1, "train.max_steps": 40, "train.lr": 3e-3, "method.r": 8,
-               "data.max_length": 256, "data.packing": True, "train.batch_size": 8}
+    options = {
+        "data.eval_split": 0.1,
+        "train.max_steps": 40,
+        "train.lr": 3e-3,
+        "method.r": 8,
+        "data.max_length": 256,
+        "data.packing": True,
+        "train.batch_size": 8,
+    }
     config = training_config(stories260k, stories, tmp_path / "run", **options)
 
     tokenizer = AutoTokenizer.from_pretrained(stories260k)
@@ -41,6 +48,7 @@ def test_lora_lowers_held_out_loss_on_a_childrens_story(stories260k, tmp_path):
     base_loss = held_out_loss(base, held_out, tokenizer.eos_token_id)
 
     result = train(config, progress=False)
-    assert result.summary["eval_loss"] == pytest.approx(held_out_loss(result.model, held_out, tokenizer.eos_token_id),
-                                                        rel=1e-5)
+    assert result.summary["eval_loss"] == pytest.approx(
+        held_out_loss(result.model, held_out, tokenizer.eos_token_id), rel=1e-5
+    )
     assert result.summary["eval_loss"] < base_loss - 0.05, (base_loss, result.summary["eval_loss"])

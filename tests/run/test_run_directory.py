@@ -23,6 +23,7 @@ def existing_run(tmp_path) -> RunDirectory:
     run = RunDirectory(tmp_path / "run")
     run.start(plain(), overwrite=False)
     (run.path / "summary.json").write_text("{}", encoding="utf-8")
+    (run.checkpoints / "step-00000002").mkdir(parents=True)
     return run
 
 
@@ -89,9 +90,17 @@ def test_resume_refuses_a_different_run(existing_run, changes):
     assert "holds a different run" in message
 
 
+def test_resume_without_a_checkpoint_is_refused(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.start(plain(), overwrite=False)
+    with pytest.raises(UserError, match="no checkpoint to resume from"):
+        run.check_can_start(plain("train.resume=true"), resume=True, overwrite=False)
+
+
 def test_resume_accepts_the_same_folder_spelled_differently(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     RunDirectory("runs/a").start(plain("output_dir=runs/a"), overwrite=False)
+    (RunDirectory("runs/a").checkpoints / "step-00000001").mkdir(parents=True)
 
     RunDirectory(tmp_path / "runs" / "a").check_can_start(
         plain(f"output_dir={tmp_path / 'runs' / 'a'}", "train.resume=true"), resume=True, overwrite=False

@@ -90,7 +90,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="tunelab: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "datasets", "filelock", "bitsandbytes", "peft"):
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "bitsandbytes", "peft", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -102,12 +102,13 @@ def _configure_logging() -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from tunelab.config.loading import load_config
+        from tunelab.config.loading import check_training_inputs, load_config
 
         config_path, overrides = args.config, list(args.overrides)
         if config_path is not None and "=" in config_path and not config_path.endswith((".yaml", ".yml")):
             config_path, overrides = None, [config_path, *overrides]
         config = load_config(config_path, overrides)
+        check_training_inputs(config)  # before torch loads: bad paths answer at once
         from tunelab.training.recipe import train
 
         summary = train(config, overwrite=args.overwrite, progress=not args.quiet).summary

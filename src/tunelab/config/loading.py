@@ -127,6 +127,22 @@ def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str
         raise UserError(describe_validation_error(error)) from None
 
 
+def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
+    """The config with local paths made absolute, so a run folder works from any directory.
+
+    Relative paths mean relative to the current directory, as on the command line.
+    """
+    updates: dict[str, Any] = {"output_dir": Path(config.output_dir).expanduser().absolute()}
+    if config.model and Path(config.model).expanduser().exists():
+        updates["model"] = str(Path(config.model).expanduser().absolute())
+    data = {
+        key: Path(value).expanduser().absolute()
+        for key in ("train", "eval")
+        if (value := getattr(config.data, key)) is not None
+    }
+    return config.model_copy(update={**updates, "data": config.data.model_copy(update=data)})
+
+
 def check_training_inputs(config: TunelabConfig) -> None:
     """The checks a training run needs beyond the schema: required keys, files that must exist."""
     if not config.model:
@@ -134,8 +150,21 @@ def check_training_inputs(config: TunelabConfig) -> None:
     if config.data.train is None:
         raise UserError("config error: data.train: required (a .jsonl, .json, .csv, .parquet or .txt file)")
     for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval)):
+        if path is not None and Path(path).is_dir():
+            raise UserError(f"config error: {key}: {path} is a folder; give a data file")
         if path is not None and not Path(path).is_file():
             raise UserError(f"config error: {key}: file not found: {path}")
+    output = Path(config.output_dir).expanduser().absolute()
+    protected = [("model", Path(config.model).expanduser())] + [
+        (key, Path(path).expanduser())
+        for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval))
+        if path is not None
+    ]
+    for key, path in protected:
+        if path.exists() and (output == path.absolute() or output in path.absolute().parents):
+            raise UserError(
+                f"config error: output_dir {config.output_dir} would hold {key} {path}; choose another output_dir"
+            )
     from tunelab.models.resolve import check_model_reference
 
     check_model_reference(config.model)

@@ -81,6 +81,8 @@ def _field(row: dict[str, Any], name: str, optional: bool = False) -> str:
         if optional:
             return ""
         raise UserError(f"missing field '{name}'")
+    if isinstance(value, bool | int | float):
+        return str(value)  # a CSV column of numbers arrives as numbers: "2+2=" -> 4
     if not isinstance(value, str):
         raise UserError(f"field '{name}' must be a string, got {type(value).__name__}")
     return value

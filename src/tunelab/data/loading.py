@@ -6,6 +6,7 @@ stack trace; when it fails we scan the file ourselves to say which line is wrong
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from pathlib import Path
@@ -58,6 +59,20 @@ def _has_content(path: Path) -> bool:
     return False
 
 
+def check_utf8(path: Path) -> None:
+    """Text data must be UTF-8; name the first line that is not (read in chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                line += chunk[: error.start].count(b"\n")
+                raise UserError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None
+            line += chunk.count(b"\n")
+
+
 def row_location(path: Path, index: int) -> str:
     """How to point a user at row ``index`` (0-based) of a file: a line number for JSONL and CSV."""
     suffix = path.suffix.lower()
@@ -69,9 +84,7 @@ def row_location(path: Path, index: int) -> str:
                     seen += 1
                     if seen == index:
                         return f"line {number}"
-    if suffix == ".csv":
-        return f"row {index + 1}"  # data rows, header excluded
-    return f"row {index + 1}"
+    return f"row {index + 1}"  # CSV and Parquet: data rows, header excluded
 
 
 def load_rows(path: Path | str) -> Dataset:
@@ -86,6 +99,8 @@ def load_rows(path: Path | str) -> Dataset:
     loader = _loader_for(path)
     if not _has_content(path):
         raise UserError(f"{path}: the file is empty")
+    if loader != "parquet":
+        check_utf8(path)
     datasets_logger = logging.getLogger("datasets")
     previous_level = datasets_logger.level
     datasets_logger.setLevel(logging.CRITICAL + 1)  # its pyarrow messages would precede our one clear line
@@ -97,6 +112,8 @@ def load_rows(path: Path | str) -> Dataset:
             if problem is not None:
                 raise UserError(f"{path} {problem}") from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "corresponds to no data" in first:  # datasets' words for rows without any column
+            raise UserError(f"{path}: no row has any field") from None
         raise UserError(f"{path}: cannot read as {loader}: {first}") from None
     finally:
         datasets_logger.setLevel(previous_level)

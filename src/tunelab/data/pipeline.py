@@ -43,12 +43,21 @@ def _rows_with_format(path: Path, config: DataConfig) -> tuple[Dataset, str]:
     return rows, config.format
 
 
-def _tokenize(rows: Dataset, data_format: str, path: Path, tokenizer, config: DataConfig, warnings: list[str]):
+def _tokenize(
+    rows: Dataset,
+    data_format: str,
+    path: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    config: DataConfig,
+    warnings: list[str],
+) -> list[TokenizedExample]:
     formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt)
     items, report = tokenize_examples(tokenizer, formatted, config.max_length, config.overlong)
-    warnings.extend(f"{path.name}: {line}" for line in report.warnings(config.max_length))
+    notes = [f"{path.name}: {line}" for line in report.warnings(config.max_length)]
     if not items:
-        raise UserError(f"{path}: no example is left to train on after tokenization")
+        reason = f" ({'; '.join(report.warnings(config.max_length))})" if notes else ""
+        raise UserError(f"{path}: no example is left to train on after tokenization{reason}")
+    warnings.extend(notes)
     return items
 
 

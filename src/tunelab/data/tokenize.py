@@ -85,8 +85,11 @@ def tokenize_example(
         raise UserError("tunelab needs a fast (Rust) tokenizer to locate the target tokens")
     encoded = tokenizer(example.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
+    # A token that overlaps a target span is a target: with a prompt ending in a space, the token
+    # " 2" starts in the prompt but carries the answer.
     is_target = [
-        any(start <= begin < end for start, end in example.target_spans) for begin, _ in encoded["offset_mapping"]
+        any(begin < end and finish > start for start, end in example.target_spans)
+        for begin, finish in encoded["offset_mapping"]
     ]
     if prefix_ids and ids[: len(prefix_ids)] != prefix_ids:
         ids = prefix_ids + ids

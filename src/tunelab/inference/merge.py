@@ -16,7 +16,11 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
     from tunelab.methods.registry import get_method
     from tunelab.models.loading import load_causal_lm, load_tokenizer
 
-    run_dir, output = Path(run_dir), Path(output)
+    run_dir, output = Path(run_dir), Path(output).expanduser().absolute()
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file; give a folder")
+    if output == run_dir.absolute() or output in run_dir.absolute().parents:
+        raise UserError(f"--output {output} would hold the run being merged; choose another folder")
     if not is_run_folder(run_dir):
         raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
     method = get_method(read_run_config(run_dir)["method"]["name"])

@@ -1,8 +1,9 @@
 """The interface every training strategy implements; the training loop knows nothing else.
 
-A method says how to prepare a loaded model (wrap it, freeze what must not train), what its
-artifact is (only an adapter, or the whole model), how to load that artifact back onto a base
-model, and whether it can be merged into a standalone model.
+A method says how to load the base it starts from (dtype, quantisation), how to prepare it (wrap
+it, freeze what must not train), how its logits line up with the labels, what its artifact is
+(only an adapter, or the whole model), how to load that artifact back onto a base, and whether it
+can be merged into a standalone model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from tunelab.config.schema import MethodOptions
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 
@@ -25,12 +27,27 @@ class Method:
     # True when the artifact is only the trained extra weights (an adapter), loaded onto the base.
     saves_adapter_only: ClassVar[bool] = False
     can_merge: ClassVar[bool] = False
+    # False for methods that add a KV cache or tokens of their own (prefix / prompt tuning), with
+    # which packed examples would see each other.
+    supports_packing: ClassVar[bool] = True
+
+    def load_base(self, reference: str, precision: str) -> nn.Module:
+        """The model training starts from; whole-model methods keep fp32 master weights."""
+        import torch
+
+        from tunelab.models.loading import load_causal_lm
+
+        return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
 
     def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
         """Return the model to train, with ``requires_grad`` set on exactly what trains."""
         raise NotImplementedError
 
-    def save_artifact(self, model: nn.Module, directory: Path) -> None:
+    def align_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The logits at the label positions (methods that prepend virtual tokens drop theirs)."""
+        return logits
+
+    def save_artifact(self, model: nn.Module, directory: Path, base_reference: str) -> None:
         """Write the trained artifact in the format transformers / PEFT load directly."""
         model.save_pretrained(directory, safe_serialization=True)
 

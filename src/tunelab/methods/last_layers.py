@@ -1,11 +1,14 @@
 """``last_layers``: only the top N transformer blocks, the final norm and the output head train.
 
 No library offers this as a method (it is a handful of ``requires_grad`` flags), so it is ours.
-The artifact is the whole model, since the trained blocks are ordinary weights of it.
+The artifact is the whole model, since the trained blocks are ordinary weights of it. Where the
+output head shares its weights with the input embeddings (GPT-2, many small models), training
+the head trains the embeddings too; the count in summary.json says so, and the log warns.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +20,9 @@ from tunelab.methods.base import Method
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+log = logging.getLogger("tunelab")
 
 
 class LastLayersOptions(MethodOptions):
@@ -70,6 +76,9 @@ class LastLayers(Method):
         head = model.get_output_embeddings()
         if head is not None:
             head.requires_grad_(True)
+            embeddings = model.get_input_embeddings()
+            if embeddings is not None and embeddings.weight is head.weight:
+                log.warning("last_layers: the output head is tied to the input embeddings, which train with it")
         return model
 
     def merge(self, model: nn.Module, directory: Path) -> nn.Module:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.errors import UserError
-from tunelab.methods.base import Method
+from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
-    from torch import nn
+    from peft import PeftConfig
 
 
 class LoraOptions(MethodOptions):
@@ -25,44 +23,13 @@ class LoraOptions(MethodOptions):
     )
 
 
-class PeftAdapterMethod(Method):
-    """Shared save / load / merge for methods whose artifact is a PEFT adapter."""
-
-    saves_adapter_only = True
-
-    def peft_config(self, options: MethodOptions):  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
-
-    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
-        from peft import get_peft_model
-
-        try:
-            return get_peft_model(model, self.peft_config(options))
-        except ValueError as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise UserError(f"method {self.name}: {first_line}") from None
-
-    def save_artifact(self, model: nn.Module, directory: Path) -> None:
-        model.save_pretrained(directory, safe_serialization=True)
-
-    def load_artifact(self, base_model: nn.Module, directory: Path) -> nn.Module:
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_model, directory)
-
-    def merge(self, model: nn.Module, directory: Path) -> nn.Module:
-        if not self.can_merge:
-            return super().merge(model, directory)
-        return model.merge_and_unload()
-
-
 class Lora(PeftAdapterMethod):
     name = "lora"
     options_type = LoraOptions
     summary = "low-rank adapters on the linear layers (PEFT)"
     can_merge = True
 
-    def peft_config(self, options: MethodOptions):
+    def peft_config(self, options: MethodOptions) -> PeftConfig:
         from peft import LoraConfig, TaskType
 
         assert isinstance(options, LoraOptions)

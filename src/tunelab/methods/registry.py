@@ -23,22 +23,28 @@ class MethodOptionError(ValueError):
         self.key, self.detail = key, detail
 
 
-def register(method: Method) -> None:
-    _REGISTRY[method.name] = method
-
-
-def _builtin_methods() -> None:
+def _builtin_methods() -> list[Method]:
     from tunelab.methods.full import FullFineTuning
     from tunelab.methods.last_layers import LastLayers
     from tunelab.methods.lora import Lora
 
-    for method in (FullFineTuning(), LastLayers(), Lora()):
-        register(method)
+    return [FullFineTuning(), LastLayers(), Lora()]
+
+
+def _ensure_builtins() -> None:
+    if not _REGISTRY:
+        for method in _builtin_methods():
+            _REGISTRY[method.name] = method
+
+
+def register(method: Method) -> None:
+    """Add (or replace) a method; the built-in ones stay registered."""
+    _ensure_builtins()
+    _REGISTRY[method.name] = method
 
 
 def available_methods() -> dict[str, Method]:
-    if not _REGISTRY:
-        _builtin_methods()
+    _ensure_builtins()
     return dict(_REGISTRY)
 
 

@@ -1,0 +1,1 @@
+"""The run folder: its layout, ownership checks and atomic writes."""

@@ -85,6 +85,11 @@ class RunDirectory:
                 f"output_dir {self.path} holds a different run (its config.yaml differs); "
                 "choose another folder or pass --overwrite"
             )
+        if not any(self.checkpoints.glob("step-*")):
+            raise UserError(
+                f"output_dir {self.path} holds no checkpoint to resume from (set train.save_every); "
+                "pass --overwrite to start the run again"
+            )
 
     def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
         if overwrite and self.path.exists():

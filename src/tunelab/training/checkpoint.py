@@ -104,9 +104,9 @@ def load_checkpoint(
     with torch.no_grad():
         for name, tensor in weights.items():
             parameters[name].copy_(tensor.to(parameters[name].device))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
-    _restore_rng_states(torch.load(checkpoint / "rng.pt", weights_only=False))
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=False))
+    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", map_location="cpu", weights_only=False))
+    _restore_rng_states(torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=False))
     payload = json.loads((checkpoint / "state.json").read_text())
     payload["position"] = DataPosition(**payload["position"])
     return TrainingState(**payload)

@@ -6,32 +6,35 @@ per-micro-batch means), method hooks, and checkpoints that hold only what trains
 
 Features: AdamW, cosine / linear / constant schedule with warm-up, gradient clipping, gradient
 accumulation, fp32 / bf16 / fp16 (CUDA) mixed precision, gradient checkpointing, evaluation every
-N steps and at the end, checkpoints every N steps, resume mid-epoch with the same loss curve.
-Limits: one process per device; data parallelism splits micro-batches across processes.
+N steps and at the end, checkpoints every N steps, resume mid-epoch with the same loss curve, data
+parallelism (each process takes every n-th micro-batch; figures are summed over processes).
+Nothing is deleted or written in ``output_dir`` until the data, model and method are known good.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
-from tunelab.config.loading import check_training_inputs
+from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import Batch, collate
-from tunelab.data.pipeline import prepare_data
+from tunelab.data.pipeline import PreparedData, prepare_data
 from tunelab.errors import UserError
+from tunelab.methods.base import Method
 from tunelab.methods.registry import get_method
-from tunelab.models.loading import load_causal_lm, load_tokenizer
+from tunelab.models.loading import load_tokenizer
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
@@ -39,14 +42,27 @@ from tunelab.training.loss import count_target_tokens, summed_token_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory
 from tunelab.training.optim import build_optimizer, build_scheduler
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
 log = logging.getLogger("tunelab")
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 @dataclass
+class TrainResult:
+    """What ``train`` returns: the summary (as in summary.json), the run folder and the trained model."""
+
+    summary: dict[str, Any]
+    run_dir: Path
+    model: torch.nn.Module
+
+
+@dataclass
 class LossWindow:
-    """Loss and throughput since the last metrics line."""
+    """Loss and throughput since the last metrics line (summed over processes)."""
 
     loss_sum: float = 0.0
     targets: int = 0
@@ -55,6 +71,9 @@ class LossWindow:
 
     def mean_loss(self) -> float:
         return self.loss_sum / max(self.targets, 1)
+
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
 
 
 def iterate_steps(
@@ -76,35 +95,83 @@ def check_precision(precision: str) -> None:
         raise UserError("config error: train.precision: fp16 needs a CUDA GPU; use bf16 or fp32")
 
 
-def evaluate_loss(model: torch.nn.Module, items: list, batch_size: int, pad_id: int, accelerator) -> float:
+def sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def evaluate_loss(
+    model: torch.nn.Module, method: Method, items: list, batch_size: int, pad_id: int, accelerator: Accelerator
+) -> float:
     """Mean loss per target token over ``items`` (token-weighted, across all processes)."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    targets = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    indices = list(range(accelerator.process_index * batch_size, len(items), batch_size * accelerator.num_processes))
+    totals = torch.zeros(2, device=accelerator.device, dtype=sum_dtype(accelerator.device))
+    starts = range(accelerator.process_index * batch_size, len(items), batch_size * accelerator.num_processes)
     with torch.no_grad():
-        for start in indices:
+        for start in starts:
             batch = collate(items[start : start + batch_size], pad_id).to(accelerator.device)
-            logits = model(**batch.model_inputs).logits
-            loss_sum += summed_token_loss(logits, batch.labels).double()
-            targets += count_target_tokens(batch.labels)
-    loss_sum, targets = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(targets, "sum")
+            logits = method.align_logits(model(**batch.model_inputs).logits, batch.labels)
+            totals[0] += summed_token_loss(logits, batch.labels)
+            totals[1] += count_target_tokens(batch.labels)
+    totals = accelerator.reduce(totals, "sum")
     model.train(was_training)
-    return float(loss_sum / targets.clamp(min=1))
+    return float(totals[0] / totals[1].clamp(min=1))
 
 
-def _announce(message: str) -> None:
-    log.info(message)
+def _new_accelerator(precision: str) -> Accelerator:
+    """An Accelerator for this run's precision.
+
+    accelerate keeps its state in a process-wide singleton that refuses a second precision; we
+    reset it (keeping the distributed process group) so that one Python process can run several
+    trainings in a row, as a comparison does.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=MIXED_PRECISION[precision])
 
 
-@dataclass
-class TrainResult:
-    """What ``train`` returns: the summary (as in summary.json), the run folder and the trained model."""
+def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokenizerBase, int, PreparedData]:
+    tokenizer = load_tokenizer(config.model)
+    ensure_chat_template(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    data = prepare_data(config.data, tokenizer, config.train.seed)
+    for warning in data.warnings:
+        log.warning(warning)
+    log.info(
+        f"data: {data.train_examples} training examples ({data.data_format}), "
+        f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences"
+    )
+    return tokenizer, (pad_id if pad_id is not None else 0), data
 
-    summary: dict[str, Any]
-    run_dir: Path
-    model: torch.nn.Module
+
+def model_context_length(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _prepare_model(config: TunelabConfig, method: Method, data: PreparedData) -> torch.nn.Module:
+    model = method.load_base(config.model, config.train.precision)
+    context = model_context_length(model)
+    longest = max(len(item.input_ids) for item in [*data.train, *data.eval])
+    if context is not None and longest > context:
+        raise UserError(
+            f"config error: data.max_length: sequences of {longest} tokens exceed the model's context "
+            f"of {context} positions; set data.max_length={context} or less"
+        )
+    model.config.use_cache = False
+    if config.train.gradient_checkpointing:
+        # transformers 5.x renamed gradient_checkpointing_enable; keep working on both names
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return method.prepare(model, config.method)
 
 
 def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
@@ -113,49 +180,28 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
     # 1. Check everything cheap before anything heavy loads.
     check_training_inputs(config)
+    config = with_absolute_paths(config)
     check_precision(config.train.precision)
+    method = get_method(config.method.name)
+    if config.data.packing and not method.supports_packing:
+        raise UserError(
+            f"config error: data.packing: method '{method.name}' cannot keep packed examples apart; "
+            "set data.packing=false"
+        )
     plain_config = config.to_plain()
     run = RunDirectory(config.output_dir)
     run.check_can_start(plain_config, config.train.resume, overwrite)
-    method = get_method(config.method.name)
-
-    # 2. Data: the tokenizer is light; the model is loaded only once the data is known to be good.
-    tokenizer = load_tokenizer(config.model)
-    ensure_chat_template(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        pad_id = 0  # padding is masked out of attention and loss; any valid id will do
-    data = prepare_data(config.data, tokenizer, config.train.seed)
-    for warning in data.warnings:
-        log.warning(warning)
-    _announce(
-        f"data: {data.train_examples} training examples ({data.data_format}), "
-        f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences"
-    )
-
-    # 3. The run folder.
-    checkpoints = list_checkpoints(run.checkpoints) if config.train.resume else []
-    if not checkpoints:
-        run.start(plain_config, overwrite=overwrite)
-
-    # 4. Model and method.
     accelerator = _new_accelerator(config.train.precision)
+
+    # 2. Data, then model and method: all of it must be good before the run folder is touched.
+    tokenizer, pad_id, data = _prepare_tokenizer_and_data(config)
     set_seed(config.train.seed)
-    model = load_causal_lm(config.model, dtype=torch.float32, merge_adapters=True)
-    model.config.use_cache = False
-    if config.train.gradient_checkpointing:
-        # transformers 5.x renamed gradient_checkpointing_enable; keep working on both names
-        if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = method.prepare(model, config.method)
+    model = _prepare_model(config, method, data)
     trainable_params, total_params = count_parameters(model)
-    _announce(
+    log.info(
         f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
         f"({100 * trainable_params / total_params:.4f}%)"
     )
-
     process = (accelerator.process_index, accelerator.num_processes)
     per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
     total_steps = config.train.max_steps or config.train.epochs * per_epoch
@@ -163,13 +209,19 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     scheduler = build_scheduler(optimizer, config.train, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
+    # 3. The run folder: start it, or resume from its latest checkpoint.
+    checkpoints = list_checkpoints(run.checkpoints) if config.train.resume else []
+    if accelerator.is_main_process and not checkpoints:
+        run.start(plain_config, overwrite=overwrite)
+    accelerator.wait_for_everyone()
     state = TrainingState(step=0, position=DataPosition(), tokens_seen=0, train_time_s=0.0)
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], accelerator.unwrap_model(model), optimizer, scheduler)
-        run.keep_metrics_until(state.step)
-        _announce(f"resumed from {checkpoints[-1].name} (step {state.step}, epoch {state.position.epoch})")
+        if accelerator.is_main_process:
+            run.keep_metrics_until(state.step)
+        log.info(f"resumed from {checkpoints[-1].name} (step {state.step}, epoch {state.position.epoch})")
 
-    # 5. The loop.
+    # 4. The loop.
     reset_peak_memory(accelerator.device)
     steps = iterate_steps(
         len(data.train), config.train.batch_size, config.train.grad_accum, config.train.seed, state.position, process
@@ -188,29 +240,30 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         group, next_position = next(steps)
         started = time.perf_counter()
         batches = [collate([data.train[i] for i in indices], pad_id).to(accelerator.device) for indices in group]
-        step_loss, step_targets = _accumulate(model, batches, accelerator)
+        step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator)
         if config.train.max_grad_norm is not None:
             accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
-        scheduler.step()
+        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the schedule waits too
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
 
-        tokens = sum(batch.real_tokens for batch in batches)
         state.step += 1
         state.position = next_position
-        state.tokens_seen += tokens
+        state.tokens_seen += step_tokens
         state.train_time_s += elapsed
         window.loss_sum += step_loss
         window.targets += step_targets
-        window.tokens += tokens
+        window.tokens += step_tokens
         window.seconds += elapsed
         bar.update(1)
-        bar.set_postfix(loss=f"{window.mean_loss():.4f}", tok_s=f"{window.tokens / max(window.seconds, 1e-9):.0f}")
+        bar.set_postfix(loss=f"{window.mean_loss():.4f}", tok_s=f"{window.tokens_per_s():.0f}")
 
         last = state.step == total_steps
-        evaluate = bool(data.eval) and (last or (config.train.eval_every and state.step % config.train.eval_every == 0))
+        every = config.train.eval_every
+        evaluate = bool(data.eval) and (last or bool(every and state.step % every == 0))
         if last or evaluate or state.step % config.train.log_every == 0:
             record: dict[str, Any] = {
                 "step": state.step,
@@ -218,11 +271,11 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
                 "loss": window.mean_loss(),
                 "lr": learning_rate,
                 "tokens_seen": state.tokens_seen,
-                "tokens_per_s": window.tokens / max(window.seconds, 1e-9),
+                "tokens_per_s": window.tokens_per_s(),
             }
             last_train_loss = window.mean_loss()
             if evaluate:
-                last_eval_loss = evaluate_loss(model, data.eval, config.train.batch_size, pad_id, accelerator)
+                last_eval_loss = evaluate_loss(model, method, data.eval, config.train.batch_size, pad_id, accelerator)
                 record["eval_loss"] = last_eval_loss
             if accelerator.is_main_process:
                 run.append_metrics(record)
@@ -240,7 +293,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
                 )
     bar.close()
 
-    # 6. The artifact and the summary.
+    # 5. The artifact and the summary.
     unwrapped = accelerator.unwrap_model(model)
     if math.isnan(last_train_loss):  # resumed at the very end: take the last logged figures
         logged = run.read_metrics()
@@ -264,69 +317,59 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "tokens_seen": state.tokens_seen,
         "precision": config.train.precision,
         "device": str(accelerator.device),
+        "processes": accelerator.num_processes,
     }
     if data.eval:
         summary["eval_loss"] = last_eval_loss
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _save_artifact(run, method, unwrapped, tokenizer)
+        _save_artifact(run, method, unwrapped, tokenizer, config.model)
         run.write_summary(summary)
-        _announce(
-            f"done: {run.path} (train_loss {last_train_loss:.4f}"
-            + (f", eval_loss {last_eval_loss:.4f})" if data.eval else ")")
-        )
+        eval_part = f", eval_loss {last_eval_loss:.4f}" if data.eval else ""
+        log.info(f"done: {run.path} (train_loss {last_train_loss:.4f}{eval_part})")
     unwrapped.eval()
     return TrainResult(summary, run.path, unwrapped)
 
 
-def _new_accelerator(precision: str):
-    """An Accelerator for this run's precision.
-
-    accelerate keeps its state in a process-wide singleton that refuses a second precision; we
-    reset it (keeping the distributed process group) so that one Python process can run several
-    trainings in a row, as a comparison does.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=MIXED_PRECISION[precision])
-
-
-def _accumulate(model: torch.nn.Module, batches: list[Batch], accelerator) -> tuple[float, int]:
+def _accumulate(
+    model: torch.nn.Module, method: Method, batches: list[Batch], accelerator: Accelerator
+) -> tuple[float, int, int]:
     """Forward and backward every micro-batch of one optimizer step; gradients are per target token.
 
     Each micro-batch's summed loss is divided by the target tokens of the whole step (on all
     processes), so the accumulated gradient is the gradient of the step's mean token loss.
+    Returns the step's (summed loss, target tokens, input tokens), summed over processes.
     """
     local_targets = sum(count_target_tokens(batch.labels) for batch in batches)
-    global_targets = local_targets
+    local_tokens = sum(batch.real_tokens for batch in batches)
+    counts = torch.tensor([local_targets, local_tokens], device=accelerator.device)
     if accelerator.num_processes > 1:
-        total = torch.tensor(local_targets, device=accelerator.device)
-        global_targets = int(accelerator.reduce(total, "sum"))
+        counts = accelerator.reduce(counts, "sum")
+    global_targets, global_tokens = (int(value) for value in counts.tolist())
     # DDP averages gradients over processes; multiplying by their number turns that into a sum.
     scale = accelerator.num_processes / max(global_targets, 1)
-    loss_total = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    loss_total = torch.zeros((), device=accelerator.device, dtype=sum_dtype(accelerator.device))
     for index, batch in enumerate(batches):
         sync = nullcontext() if index == len(batches) - 1 else accelerator.no_sync(model)
         with sync:
-            logits = model(**batch.model_inputs).logits
+            logits = method.align_logits(model(**batch.model_inputs).logits, batch.labels)
             loss_sum = summed_token_loss(logits, batch.labels)
             accelerator.backward(loss_sum * scale)
-        loss_total += loss_sum.detach().double()
-    return float(loss_total), local_targets
+        loss_total += loss_sum.detach()
+    if accelerator.num_processes > 1:
+        loss_total = accelerator.reduce(loss_total, "sum")
+    return float(loss_total), global_targets, global_tokens
 
 
-def _save_artifact(run: RunDirectory, method, model: torch.nn.Module, tokenizer) -> None:
+def _save_artifact(
+    run: RunDirectory, method: Method, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, base: str
+) -> None:
     staging = run.path / ".artifact-staging"
-    if staging.exists():
-        import shutil
-
-        shutil.rmtree(staging)
+    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    base_config = getattr(model, "config", None)
-    if base_config is not None:
-        base_config.use_cache = True  # training turned the cache off; generation wants it
-    method.save_artifact(model, staging)
+    model_config = getattr(model, "config", None)
+    if model_config is not None:
+        model_config.use_cache = True  # training turned the cache off; generation wants it
+    method.save_artifact(model, staging, base)
     tokenizer.save_pretrained(staging)
-    run.install_artifact(Path(staging))
+    run.install_artifact(staging)

@@ -1,0 +1,63 @@
+"""What every PEFT-backed method shares: wrapping, saving, loading and merging a PEFT adapter.
+
+Each PEFT method (``lora`` now; DoRA, IA3, prefix tuning and the rest next) only says which
+``peft`` config its options become.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.config.schema import MethodOptions
+from tunelab.errors import UserError
+from tunelab.methods.base import Method
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+    from torch import nn
+
+HALF_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+class PeftAdapterMethod(Method):
+    saves_adapter_only = True
+
+    def peft_config(self, options: MethodOptions) -> PeftConfig:  # pragma: no cover - subclasses override
+        raise NotImplementedError
+
+    def load_base(self, reference: str, precision: str) -> nn.Module:
+        """The frozen base in the run's precision (bf16 / fp16 halve its memory); PEFT keeps the
+        adapter weights in fp32 (``autocast_adapter_dtype``)."""
+        import torch
+
+        from tunelab.models.loading import load_causal_lm
+
+        dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
+        return load_causal_lm(reference, dtype=dtype, merge_adapters=True)
+
+    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+        from peft import get_peft_model
+
+        try:
+            return get_peft_model(model, self.peft_config(options))
+        except ValueError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise UserError(f"method {self.name}: {first_line}") from None
+
+    def save_artifact(self, model: nn.Module, directory: Path, base_reference: str) -> None:
+        # Name the base tunelab trained on (a run folder stays a run folder), so that
+        # AutoPeftModelForCausalLM.from_pretrained(run) rebuilds exactly what was trained.
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = base_reference
+        model.save_pretrained(directory, safe_serialization=True)
+
+    def load_artifact(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, directory)
+
+    def merge(self, model: nn.Module, directory: Path) -> nn.Module:
+        if not self.can_merge:
+            return super().merge(model, directory)
+        return model.merge_and_unload()
