@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,14 +25,30 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+PROC_STATUS = Path("/proc/self/status")
+PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
 def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak for this run, so several runs in one process each report their own."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the peak resident set size (VmHWM) to the current one
+        PROC_CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak accelerator memory on CUDA; elsewhere the process's peak resident memory."""
+    """Peak accelerator memory on CUDA; elsewhere the process's peak resident memory since reset."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # lifetime peak where /proc is absent
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
