@@ -50,7 +50,7 @@ def train_argv(tiny_llama, prompt_completion_file, tmp_path, monkeypatch):
         ("train.batch_size=abc", ["config error: train.batch_size: ", "'abc'"]),
         ("data.train=missing.jsonl", ["config error: data.train: file not found: missing.jsonl"]),
         ("model=./nope", ["model: folder not found: ./nope"]),
-        ("method.name=nope", ["unknown method 'nope'", "full, last_layers, lora"]),
+        ("method.name=nope", ["unknown method 'nope'", "full, ia3, last_layers", "lora"]),
     ],
     ids=["unknown_key", "wrong_type", "missing_data_file", "nonexistent_model", "unknown_method"],
 )

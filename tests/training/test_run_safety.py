@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from conftest import make_records, training_config, write_jsonl
 
+from conftest import make_records, training_config, write_jsonl
 from tunelab.cli.main import main
 from tunelab.errors import UserError
 from tunelab.inference.generate import generate_text

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="folder for the merged model")
     merge.add_argument("--overwrite", action="store_true")
 
-    commands.add_parser("methods", help="list the training methods")
+    methods = commands.add_parser("methods", help="list the training methods")
+    methods.add_argument("--model", help="also count each method's trainable parameters on this model")
     return parser
 
 
@@ -140,11 +141,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"merged model: {merge_run(args.run_dir, args.output, overwrite=args.overwrite)}")
         return 0
     if args.command == "methods":
-        from tunelab.methods.registry import available_methods
+        from tunelab.methods.listing import format_listing, list_methods
 
-        for method in available_methods().values():
-            kind = "adapter" if method.saves_adapter_only else "whole model"
-            print(f"{method.name:<14} {method.summary}  [saves: {kind}; merge: {'yes' if method.can_merge else 'no'}]")
+        print(format_listing(list_methods(args.model)))
         return 0
     raise UserError(f"unknown command {args.command}")
 

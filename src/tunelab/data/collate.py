@@ -47,5 +47,8 @@ def collate(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -
         inputs["position_ids"] = torch.tensor(positions)
     else:
         inputs["attention_mask"] = torch.tensor(masks)
+    task_ids = [getattr(item, "task_id", None) for item in items]
+    if all(task_id is not None for task_id in task_ids):
+        inputs["task_ids"] = torch.tensor(task_ids)
     real_tokens = sum(len(item.input_ids) for item in items)
     return Batch(inputs, torch.tensor(labels), real_tokens)

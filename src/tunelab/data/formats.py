@@ -11,6 +11,7 @@ Formats (columns after ``data.columns`` renaming):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ class FormattedExample:
     text: str
     target_spans: tuple[tuple[int, int], ...]
     append_eos: bool
+    task_id: int | None = None  # multi-task prompt tuning: which task the example belongs to
 
 
 def rename_columns(dataset: Dataset, mapping: dict[str, str], path: Path) -> Dataset:
@@ -105,6 +107,16 @@ def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
     return cleaned
 
 
+def task_id_mapping(dataset: Dataset, task_column: str, path: Path) -> dict[str, int]:
+    """Task name -> id: integer tasks keep their number, named tasks are numbered in sorted order."""
+    if task_column not in dataset.column_names:
+        raise UserError(f"{path}: method.task_column '{task_column}' is not a column ({sorted(dataset.column_names)})")
+    values = {str(value) for value in dataset[task_column] if value is not None}
+    if values and all(value.isdigit() for value in values):
+        return {value: int(value) for value in sorted(values, key=int)}
+    return {value: index for index, value in enumerate(sorted(values))}
+
+
 def instruction_messages(row: dict[str, Any]) -> list[dict[str, str]]:
     instruction = _field(row, "instruction")
     extra_input = _field(row, "input", optional=True)
@@ -133,12 +145,26 @@ def format_row(
 
 
 def format_dataset(
-    dataset: Dataset, data_format: str, tokenizer: PreTrainedTokenizerBase, path: Path, train_on_prompt: bool
+    dataset: Dataset,
+    data_format: str,
+    tokenizer: PreTrainedTokenizerBase,
+    path: Path,
+    train_on_prompt: bool,
+    task_ids: dict[str, int] | None = None,
+    task_column: str | None = None,
 ) -> list[FormattedExample]:
+    """Every row formatted; with ``task_column``, each example carries its task's id from ``task_ids``."""
     formatted = []
     for index, row in enumerate(dataset):
         try:
-            formatted.append(format_row(row, data_format, tokenizer, train_on_prompt))
+            example = format_row(row, data_format, tokenizer, train_on_prompt)
+            if task_column is not None and task_ids is not None:
+                task = row.get(task_column)
+                if task is None or str(task) not in task_ids:
+                    known = ", ".join(task_ids)
+                    raise UserError(f"field '{task_column}': task {task!r} is not one of the training tasks ({known})")
+                example = dataclasses.replace(example, task_id=task_ids[str(task)])
+            formatted.append(example)
         except UserError as error:
             raise UserError(f"{path} {row_location(path, index)}: {error}") from None
     return formatted

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.config.schema import DataConfig
-from tunelab.data.formats import check_columns, detect_format, format_dataset, rename_columns
+from tunelab.data.formats import check_columns, detect_format, format_dataset, rename_columns, task_id_mapping
 from tunelab.data.loading import load_rows
 from tunelab.data.packing import PackedSequence, pack_examples
 from tunelab.data.tokenize import TokenizedExample, tokenize_examples
@@ -33,6 +33,7 @@ class PreparedData:
     eval: list[TokenizedExample] | list[PackedSequence]
     train_examples: int
     warnings: list[str] = field(default_factory=list)
+    task_ids: dict[str, int] = field(default_factory=dict)  # task name -> id, with a task column
 
 
 def _rows_with_format(path: Path, config: DataConfig) -> tuple[Dataset, str]:
@@ -50,8 +51,10 @@ def _tokenize(
     tokenizer: PreTrainedTokenizerBase,
     config: DataConfig,
     warnings: list[str],
+    task_column: str | None = None,
+    task_ids: dict[str, int] | None = None,
 ) -> list[TokenizedExample]:
-    formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt)
+    formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt, task_ids, task_column)
     items, report = tokenize_examples(tokenizer, formatted, config.max_length, config.overlong)
     notes = [f"{path.name}: {line}" for line in report.warnings(config.max_length)]
     if not items:
@@ -71,19 +74,24 @@ def split_off(items: list, share: float, seed: int) -> tuple[list, list]:
     return kept, [item for index, item in enumerate(items) if index in held]
 
 
-def prepare_data(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+def prepare_data(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, task_column: str | None = None
+) -> PreparedData:
+    """Training and evaluation items; with ``task_column``, each carries its task id."""
     assert config.train is not None
     train_path = Path(config.train)
     train_rows, data_format = _rows_with_format(train_path, config)
+    task_ids = task_id_mapping(train_rows, task_column, train_path) if task_column else {}
     warnings: list[str] = []
-    train_items = _tokenize(train_rows, data_format, train_path, tokenizer, config, warnings)
+    tasks = {"task_column": task_column, "task_ids": task_ids or None}
+    train_items = _tokenize(train_rows, data_format, train_path, tokenizer, config, warnings, **tasks)
     eval_items: list[TokenizedExample] = []
     if config.eval is not None:
         eval_path = Path(config.eval)
         eval_rows, eval_format = _rows_with_format(eval_path, config)
         if eval_format != data_format:
             raise UserError(f"{eval_path}: format '{eval_format}' differs from the training data's '{data_format}'")
-        eval_items = _tokenize(eval_rows, data_format, eval_path, tokenizer, config, warnings)
+        eval_items = _tokenize(eval_rows, data_format, eval_path, tokenizer, config, warnings, **tasks)
     elif config.eval_split is not None:
         if len(train_items) < 2:
             raise UserError(f"{train_path}: data.eval_split needs at least 2 examples")
@@ -96,5 +104,6 @@ def prepare_data(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: i
             pack_examples(eval_items, config.max_length),
             train_examples,
             warnings,
+            task_ids,
         )
-    return PreparedData(data_format, train_items, eval_items, train_examples, warnings)
+    return PreparedData(data_format, train_items, eval_items, train_examples, warnings, task_ids)

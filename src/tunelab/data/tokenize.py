@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
+    task_id: int | None = None
 
     @property
     def target_count(self) -> int:
@@ -100,7 +101,7 @@ def tokenize_example(
     labels = [token if target else IGNORE_INDEX for token, target in zip(ids, is_target, strict=True)]
     if labels:
         labels[0] = IGNORE_INDEX
-    return TokenizedExample(ids, labels)
+    return TokenizedExample(ids, labels, example.task_id)
 
 
 def tokenize_examples(
@@ -120,7 +121,9 @@ def tokenize_examples(
                 report.dropped_overlong += 1
                 continue
             report.truncated += 1
-            tokenized = TokenizedExample(tokenized.input_ids[:max_length], tokenized.labels[:max_length])
+            tokenized = TokenizedExample(
+                tokenized.input_ids[:max_length], tokenized.labels[:max_length], tokenized.task_id
+            )
         if tokenized.target_count == 0:
             report.dropped_without_targets += 1
             continue

@@ -31,7 +31,7 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
         )
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UserError(f"{output} is not empty; pass --overwrite to replace it")
-    model = method.merge(load_causal_lm(str(run_dir), dtype=torch.float32), run_dir)
+    model = load_causal_lm(str(run_dir), dtype=torch.float32, merge_adapters=True)
     tokenizer = load_tokenizer(str(run_dir))
     staging = output.with_name(f".{output.name}.merging")
     shutil.rmtree(staging, ignore_errors=True)

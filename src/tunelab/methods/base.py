@@ -8,6 +8,7 @@ can be merged into a standalone model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,12 +19,22 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a method may need to know about the run when it prepares the model."""
+
+    total_steps: int = 1
+    model_reference: str = ""  # where the tokenizer lives (prompt tuning initialised from text)
+    task_count: int = 1  # distinct task ids in the data (multi-task prompt tuning)
+
+
 class Method:
     """Base class for a strategy; subclasses set the class variables and override ``prepare``."""
 
     name: ClassVar[str]
     options_type: ClassVar[type[MethodOptions]] = MethodOptions
     summary: ClassVar[str] = ""
+    trains: ClassVar[str] = ""  # what trains, in a few words
     # True when the artifact is only the trained extra weights (an adapter), loaded onto the base.
     saves_adapter_only: ClassVar[bool] = False
     can_merge: ClassVar[bool] = False
@@ -39,9 +50,16 @@ class Method:
 
         return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
 
-    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         """Return the model to train, with ``requires_grad`` set on exactly what trains."""
         raise NotImplementedError
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step, before gradients are cleared (AdaLoRA's allocator)."""
+
+    def regularization(self, model: nn.Module) -> torch.Tensor | None:
+        """An extra loss term added to each optimizer step's loss, or None."""
+        return None
 
     def align_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The logits at the label positions (methods that prepend virtual tokens drop theirs)."""

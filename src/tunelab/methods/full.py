@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import Method
+from tunelab.methods.base import Method, TrainingPlan
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,9 +20,10 @@ class FullFineTuning(Method):
     name = "full"
     options_type = FullOptions
     summary = "train every parameter"
+    trains = "every parameter"
     can_merge = True  # already standalone: "merging" writes the model as it is
 
-    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
-from tunelab.methods.base import Method
+from tunelab.methods.base import Method, TrainingPlan
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,9 +60,10 @@ class LastLayers(Method):
     name = "last_layers"
     options_type = LastLayersOptions
     summary = "train only the top N blocks and the output head"
+    trains = "top N blocks, final norm, output head"
     can_merge = True
 
-    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         assert isinstance(options, LastLayersOptions)
         blocks = find_transformer_blocks(model)
         if options.layers > len(blocks):

@@ -1,4 +1,4 @@
-"""``lora``: low-rank adapters through PEFT; the artifact is the adapter alone."""
+"""``lora`` and ``dora``: low-rank adapters through PEFT; the artifact is the adapter alone."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
+from tunelab.methods.base import TrainingPlan
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -27,9 +28,10 @@ class Lora(PeftAdapterMethod):
     name = "lora"
     options_type = LoraOptions
     summary = "low-rank adapters on the linear layers (PEFT)"
+    trains = "low-rank A, B matrices beside each target layer"
     can_merge = True
 
-    def peft_config(self, options: MethodOptions) -> PeftConfig:
+    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
         from peft import LoraConfig, TaskType
 
         assert isinstance(options, LoraOptions)
@@ -40,3 +42,21 @@ class Lora(PeftAdapterMethod):
             lora_dropout=options.dropout,
             target_modules=options.target_modules,
         )
+
+
+class DoraOptions(LoraOptions):
+    name: Literal["dora"] = "dora"  # type: ignore[assignment]
+
+
+class Dora(Lora):
+    """LoRA with weight decomposition: a trained magnitude per output plus a low-rank direction."""
+
+    name = "dora"
+    options_type = DoraOptions
+    summary = "LoRA with weight decomposition into magnitude and direction (PEFT)"
+    trains = "low-rank direction update plus a magnitude vector per target layer"
+
+    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
+        config = super().peft_config(options, plan)
+        config.use_dora = True
+        return config

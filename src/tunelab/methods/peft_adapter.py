@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
-from tunelab.methods.base import Method
+from tunelab.methods.base import Method, TrainingPlan
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -23,8 +23,8 @@ HALF_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 class PeftAdapterMethod(Method):
     saves_adapter_only = True
 
-    def peft_config(self, options: MethodOptions) -> PeftConfig:  # pragma: no cover - subclasses override
-        raise NotImplementedError
+    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:  # pragma: no cover
+        raise NotImplementedError  # every subclass says which PEFT config its options become
 
     def load_base(self, reference: str, precision: str) -> nn.Module:
         """The frozen base in the run's precision (bf16 / fp16 halve its memory); PEFT keeps the
@@ -36,12 +36,12 @@ class PeftAdapterMethod(Method):
         dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
         return load_causal_lm(reference, dtype=dtype, merge_adapters=True)
 
-    def prepare(self, model: nn.Module, options: MethodOptions) -> nn.Module:
+    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         from peft import get_peft_model
 
         try:
-            return get_peft_model(model, self.peft_config(options))
-        except ValueError as error:
+            return get_peft_model(model, self.peft_config(options, plan))
+        except (ValueError, TypeError, KeyError, NotImplementedError) as error:
             first_line = str(error).strip().splitlines()[0]
             raise UserError(f"method {self.name}: {first_line}") from None
 

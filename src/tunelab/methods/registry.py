@@ -24,11 +24,29 @@ class MethodOptionError(ValueError):
 
 
 def _builtin_methods() -> list[Method]:
+    from tunelab.methods.adalora import AdaLora
     from tunelab.methods.full import FullFineTuning
+    from tunelab.methods.ia3 import Ia3
     from tunelab.methods.last_layers import LastLayers
-    from tunelab.methods.lora import Lora
+    from tunelab.methods.llama_adapter import LlamaAdapter
+    from tunelab.methods.lora import Dora, Lora
+    from tunelab.methods.prompt_learning import MultitaskPromptTuning, PrefixTuning, PromptTuning, Ptuning
+    from tunelab.methods.qlora import Qlora
 
-    return [FullFineTuning(), LastLayers(), Lora()]
+    return [
+        FullFineTuning(),
+        LastLayers(),
+        Lora(),
+        Dora(),
+        Qlora(),
+        AdaLora(),
+        Ia3(),
+        PrefixTuning(),
+        PromptTuning(),
+        Ptuning(),
+        MultitaskPromptTuning(),
+        LlamaAdapter(),
+    ]
 
 
 def _ensure_builtins() -> None:

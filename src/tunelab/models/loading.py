@@ -34,40 +34,42 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _load_pretrained(reference: str, dtype: torch.dtype | None) -> nn.Module:
+def _load_pretrained(reference: str, dtype: torch.dtype | None, quantization: object | None = None) -> nn.Module:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # our own progress bar is the one that matters
-
+    extra = {"quantization_config": quantization} if quantization is not None else {}
     try:
-        return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto")
+        return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto", **extra)
     except (OSError, ValueError) as error:
         raise UserError(f"model: cannot load '{reference}': {_first_line(error)}") from None
 
 
-def load_causal_lm(reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False) -> nn.Module:
-    """The model a reference names; with ``merge_adapters`` an adapter run comes back merged."""
+def load_causal_lm(
+    reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False, quantization: object | None = None
+) -> nn.Module:
+    """The model a reference names.
+
+    For an adapter run: its base loaded as the run's method trained it (e.g. 4-bit for qlora)
+    with the adapter on top; with ``merge_adapters``, a full-precision base with the adapter
+    merged in, ready to train further or to save standalone.
+    """
     check_model_reference(reference)
     if not is_run_folder(reference):
-        return _load_pretrained(reference, dtype)
+        return _load_pretrained(reference, dtype, quantization)
     run_config = read_run_config(reference)
     from tunelab.methods.registry import get_method
 
     method = get_method(run_config["method"]["name"])
     if not method.saves_adapter_only:
-        return _load_pretrained(reference, dtype)
-    base = load_causal_lm(run_config["model"], dtype=dtype, merge_adapters=True)
-    model = method.load_artifact(base, Path(reference))
-    if merge_adapters:
-        if not method.can_merge:
-            raise UserError(
-                f"model: run {reference} used method '{method.name}', which cannot be merged into a base "
-                "to train further"
-            )
-        model = method.merge(model, Path(reference))
-    return model
+        return _load_pretrained(reference, dtype, quantization)
+    if not merge_adapters:
+        base = method.load_base(run_config["model"], run_config.get("train", {}).get("precision", "fp32"))
+        return method.load_artifact(base, Path(reference))
+    if not method.can_merge:
+        raise UserError(f"model: run {reference} used method '{method.name}', which cannot be merged into its base")
+    import torch
 
-
-def base_model_reference(run_dir: str | Path) -> str:
-    return str(read_run_config(run_dir)["model"])
+    base = load_causal_lm(run_config["model"], dtype=dtype or torch.float32, merge_adapters=True)
+    return method.merge(method.load_artifact(base, Path(reference)), Path(reference))

@@ -32,14 +32,14 @@ from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import Batch, collate
 from tunelab.data.pipeline import PreparedData, prepare_data
 from tunelab.errors import UserError
-from tunelab.methods.base import Method
+from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
 from tunelab.models.loading import load_tokenizer
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
 from tunelab.training.loss import count_target_tokens, summed_token_loss
-from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory
+from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
 from tunelab.training.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokeni
     tokenizer = load_tokenizer(config.model)
     ensure_chat_template(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    data = prepare_data(config.data, tokenizer, config.train.seed)
+    task_column = getattr(config.method, "task_column", None)
+    data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column)
     for warning in data.warnings:
         log.warning(warning)
     log.info(
@@ -155,7 +156,10 @@ def model_context_length(model: torch.nn.Module) -> int | None:
     return None
 
 
-def _prepare_model(config: TunelabConfig, method: Method, data: PreparedData) -> torch.nn.Module:
+def _prepare_model(
+    config: TunelabConfig, method: Method, data: PreparedData, plan: TrainingPlan
+) -> tuple[torch.nn.Module, int]:
+    """The model ready to train, and the bytes its base weights take (before the method's additions)."""
     model = method.load_base(config.model, config.train.precision)
     context = model_context_length(model)
     longest = max(len(item.input_ids) for item in [*data.train, *data.eval])
@@ -171,7 +175,8 @@ def _prepare_model(config: TunelabConfig, method: Method, data: PreparedData) ->
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return method.prepare(model, config.method)
+    base_bytes = weights_bytes(model)
+    return method.prepare(model, config.method, plan), base_bytes
 
 
 def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
@@ -195,16 +200,17 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
     # 2. Data, then model and method: all of it must be good before the run folder is touched.
     tokenizer, pad_id, data = _prepare_tokenizer_and_data(config)
+    process = (accelerator.process_index, accelerator.num_processes)
+    per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
+    total_steps = config.train.max_steps or config.train.epochs * per_epoch
+    plan = TrainingPlan(total_steps=total_steps, model_reference=config.model, task_count=max(len(data.task_ids), 1))
     set_seed(config.train.seed)
-    model = _prepare_model(config, method, data)
+    model, base_bytes = _prepare_model(config, method, data, plan)
     trainable_params, total_params = count_parameters(model)
     log.info(
         f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
         f"({100 * trainable_params / total_params:.4f}%)"
     )
-    process = (accelerator.process_index, accelerator.num_processes)
-    per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
-    total_steps = config.train.max_steps or config.train.epochs * per_epoch
     optimizer = build_optimizer(model, config.train)
     scheduler = build_scheduler(optimizer, config.train, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -245,6 +251,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
             accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
+        method.after_optimizer_step(accelerator.unwrap_model(model), state.step)
         if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the schedule waits too
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -310,6 +317,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "train_time_s": state.train_time_s,
         "tokens_per_s": state.tokens_seen / max(state.train_time_s, 1e-9),
         "peak_memory_bytes": peak_memory_bytes(accelerator.device),
+        "base_weights_bytes": base_bytes,
         "train_loss": last_train_loss,
         "steps": state.step,
         "epochs": round(state.step / per_epoch, 4),
@@ -350,11 +358,15 @@ def _accumulate(
     scale = accelerator.num_processes / max(global_targets, 1)
     loss_total = torch.zeros((), device=accelerator.device, dtype=sum_dtype(accelerator.device))
     for index, batch in enumerate(batches):
-        sync = nullcontext() if index == len(batches) - 1 else accelerator.no_sync(model)
-        with sync:
+        last = index == len(batches) - 1
+        with nullcontext() if last else accelerator.no_sync(model):
             logits = method.align_logits(model(**batch.model_inputs).logits, batch.labels)
             loss_sum = summed_token_loss(logits, batch.labels)
-            accelerator.backward(loss_sum * scale)
+            objective = loss_sum * scale
+            extra = method.regularization(accelerator.unwrap_model(model)) if last else None
+            if extra is not None:  # once per optimizer step, like a term of the step's mean loss
+                objective = objective + extra
+            accelerator.backward(objective)
         loss_total += loss_sum.detach()
     if accelerator.num_processes > 1:
         loss_total = accelerator.reduce(loss_total, "sum")

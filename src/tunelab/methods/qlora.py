@@ -1,0 +1,63 @@
+"""``qlora``: LoRA on a base loaded in 4-bit NF4 with double quantisation (bitsandbytes, PEFT).
+
+The base goes through PEFT's k-bit preparation (norms and embeddings in fp32, input gradients
+on). bitsandbytes 0.45+ has a CPU path as well as CUDA. ``merge`` folds the adapter into a
+dequantised (full precision) base.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from tunelab.config.schema import MethodOptions
+from tunelab.errors import UserError
+from tunelab.methods.base import TrainingPlan
+from tunelab.methods.lora import Lora, LoraOptions
+from tunelab.models.resolve import is_run_folder, read_run_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class QloraOptions(LoraOptions):
+    name: Literal["qlora"] = "qlora"  # type: ignore[assignment]
+
+
+class Qlora(Lora):
+    name = "qlora"
+    options_type = QloraOptions
+    summary = "LoRA on a 4-bit NF4 base with double quantisation (bitsandbytes + PEFT)"
+    trains = "low-rank A, B matrices; the base stays 4-bit"
+
+    def load_base(self, reference: str, precision: str) -> nn.Module:
+        import torch
+
+        from tunelab.models.loading import load_causal_lm
+
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError:
+            raise UserError("method qlora needs bitsandbytes: pip install 'tunelab[quant]'") from None
+        if is_run_folder(reference) and read_run_config(reference)["method"]["name"] != "full":
+            raise UserError(
+                f"method qlora quantises a saved model; `tunelab merge` the run {reference} first "
+                "and use the merged folder as model"
+            )
+        compute = getattr(torch, COMPUTE_DTYPE[precision])
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+        return load_causal_lm(reference, dtype=compute, quantization=quantization)
+
+    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
+        from peft import prepare_model_for_kbit_training
+
+        # Gradient checkpointing is the loop's business (train.gradient_checkpointing), not PEFT's.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return super().prepare(model, options, plan)
