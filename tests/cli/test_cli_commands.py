@@ -121,4 +121,5 @@ def test_methods_lists_every_method(capsys):
         "ptuning",
         "multitask_prompt",
         "llama_adapter",
+        "adapter",
     ]

@@ -68,6 +68,7 @@ def generate_text(
     top_p: float = 1.0,
     seed: int = 0,
     chat: bool | None = None,
+    task_id: int | None = None,
 ) -> str:
     """The model's continuation of ``prompt`` (or its reply to ``messages``), without the prompt."""
     import torch
@@ -97,6 +98,8 @@ def generate_text(
         if temperature > 0
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
+    if task_id is not None:  # multi-task prompt tuning: which task's prompt to use
+        sampling["task_ids"] = torch.tensor([task_id], device=model.device)
     with torch.no_grad():
         output = model.generate(
             input_ids=input_ids,

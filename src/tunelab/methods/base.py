@@ -50,6 +50,14 @@ class Method:
 
         return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
 
+    def load_merge_base(self, reference: str) -> nn.Module:
+        """The full-precision base an adapter is merged into."""
+        import torch
+
+        from tunelab.models.loading import load_causal_lm
+
+        return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
+
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         """Return the model to train, with ``requires_grad`` set on exactly what trains."""
         raise NotImplementedError

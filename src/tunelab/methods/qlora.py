@@ -1,8 +1,8 @@
 """``qlora``: LoRA on a base loaded in 4-bit NF4 with double quantisation (bitsandbytes, PEFT).
 
 The base goes through PEFT's k-bit preparation (norms and embeddings in fp32, input gradients
-on). bitsandbytes 0.45+ has a CPU path as well as CUDA. ``merge`` folds the adapter into a
-dequantised (full precision) base.
+on). bitsandbytes 0.45+ has a CPU path as well as CUDA. ``merge`` folds the adapter into the
+4-bit base dequantised to full precision: the weights the adapter was trained against.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ class Qlora(Lora):
             bnb_4bit_compute_dtype=compute,
         )
         return load_causal_lm(reference, dtype=compute, quantization=quantization)
+
+    def load_merge_base(self, reference: str) -> nn.Module:
+        """The 4-bit base the adapter trained against, dequantised to full precision."""
+        import torch
+
+        base = self.load_base(reference, "fp32").dequantize()
+        return base.to(torch.float32)
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         from peft import prepare_model_for_kbit_training

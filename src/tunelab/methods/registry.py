@@ -25,6 +25,7 @@ class MethodOptionError(ValueError):
 
 def _builtin_methods() -> list[Method]:
     from tunelab.methods.adalora import AdaLora
+    from tunelab.methods.bottleneck_adapter import BottleneckAdapter
     from tunelab.methods.full import FullFineTuning
     from tunelab.methods.ia3 import Ia3
     from tunelab.methods.last_layers import LastLayers
@@ -46,6 +47,7 @@ def _builtin_methods() -> list[Method]:
         Ptuning(),
         MultitaskPromptTuning(),
         LlamaAdapter(),
+        BottleneckAdapter(),
     ]
 
 

@@ -69,7 +69,5 @@ def load_causal_lm(
         return method.load_artifact(base, Path(reference))
     if not method.can_merge:
         raise UserError(f"model: run {reference} used method '{method.name}', which cannot be merged into its base")
-    import torch
-
-    base = load_causal_lm(run_config["model"], dtype=dtype or torch.float32, merge_adapters=True)
+    base = method.load_merge_base(run_config["model"])
     return method.merge(method.load_artifact(base, Path(reference)), Path(reference))
