@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="folder for the merged model")
     merge.add_argument("--overwrite", action="store_true")
 
+    tokenizer = commands.add_parser("tokenizer", help="train a tokenizer")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, parser_class=_Parser)
+    tokenizer_train = tokenizer_commands.add_parser("train", help="train a byte-level BPE or character tokenizer")
+    tokenizer_train.add_argument("--data", nargs="+", required=True, help="text files (.txt .md .jsonl .csv ...)")
+    tokenizer_train.add_argument("--output", required=True, help="folder AutoTokenizer.from_pretrained loads")
+    tokenizer_train.add_argument("--type", choices=("bpe", "char"), default="bpe", help="bpe (default) or char")
+    tokenizer_train.add_argument("--vocab-size", type=int, default=None, help="bpe only (default 8000)")
+    tokenizer_train.add_argument("--overwrite", action="store_true")
+
     methods = commands.add_parser("methods", help="list the training methods")
     methods.add_argument("--model", help="also count each method's trainable parameters on this model")
     return parser
@@ -141,6 +150,17 @@ def run_command(args: argparse.Namespace) -> int:
         from tunelab.inference.merge import merge_run
 
         print(f"merged model: {merge_run(args.run_dir, args.output, overwrite=args.overwrite)}")
+        return 0
+    if args.command == "tokenizer":
+        from tunelab.tokenization.training import train_tokenizer
+
+        trained = train_tokenizer(
+            args.data, args.output, kind=args.type, vocab_size=args.vocab_size, overwrite=args.overwrite
+        )
+        print(
+            f"{trained.kind} tokenizer, {trained.vocab_size} tokens, trained on {trained.characters:,} characters "
+            f"-> {trained.output}"
+        )
         return 0
     if args.command == "methods":
         from tunelab.methods.listing import format_listing, list_methods

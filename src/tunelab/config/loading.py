@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunelab.config.schema import DataConfig, MethodOptions, TrainConfig, TunelabConfig
+from tunelab.config.schema import DataConfig, MethodOptions, ScratchModelConfig, TrainConfig, TunelabConfig
 from tunelab.errors import UserError
 
 
@@ -50,10 +50,12 @@ def _expects_text(annotation: Any) -> bool:
 
 def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
     """Whether the dotted key names a string or path setting (``output_dir``, ``data.train``, ...)."""
+    if parts == ["model"]:
+        return True  # a hub id or a folder; a scratch model is given key by key (model.init=scratch)
     if len(parts) == 1:
         field = TunelabConfig.model_fields.get(parts[0])
         return field is not None and _expects_text(field.annotation)
-    sections: dict[str, type[BaseModel]] = {"data": DataConfig, "train": TrainConfig}
+    sections: dict[str, type[BaseModel]] = {"data": DataConfig, "train": TrainConfig, "model": ScratchModelConfig}
     if parts[:2] == ["data", "columns"]:
         return len(parts) == 3  # one column name; the whole mapping is YAML
     if parts[0] == "method" and len(parts) == 2:
@@ -133,7 +135,9 @@ def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
     Relative paths mean relative to the current directory, as on the command line.
     """
     updates: dict[str, Any] = {"output_dir": Path(config.output_dir).expanduser().absolute()}
-    if config.model and Path(config.model).expanduser().exists():
+    if isinstance(config.model, ScratchModelConfig):
+        updates["model"] = config.model.model_copy(update={"tokenizer": config.model.tokenizer.expanduser().absolute()})
+    elif config.model and Path(config.model).expanduser().exists():
         updates["model"] = str(Path(config.model).expanduser().absolute())
     data = {
         key: Path(value).expanduser().absolute()
@@ -155,7 +159,8 @@ def check_training_inputs(config: TunelabConfig) -> None:
         if path is not None and not Path(path).is_file():
             raise UserError(f"config error: {key}: file not found: {path}")
     output = Path(config.output_dir).expanduser().absolute()
-    protected = [("model", Path(config.model).expanduser())] + [
+    model_path = config.model.tokenizer if isinstance(config.model, ScratchModelConfig) else Path(config.model)
+    protected = [("model", model_path.expanduser())] + [
         (key, Path(path).expanduser())
         for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval))
         if path is not None
@@ -167,6 +172,16 @@ def check_training_inputs(config: TunelabConfig) -> None:
             )
     from tunelab.models.resolve import check_model_reference
 
+    if isinstance(config.model, ScratchModelConfig):
+        if (
+            not (config.model.tokenizer / "tokenizer.json").is_file()
+            and not (config.model.tokenizer / "tokenizer_config.json").is_file()
+        ):
+            raise UserError(
+                f"config error: model.tokenizer: no tokenizer in {config.model.tokenizer} "
+                "(make one with `tunelab tokenizer train`)"
+            )
+        return
     check_model_reference(config.model)
 
 

@@ -44,12 +44,19 @@ class DataConfig(StrictModel):
         "truncate", description="what to do with examples longer than max_length"
     )
     packing: bool = Field(False, description="pack several examples per sequence (no cross-attention)")
+    blocks: bool = Field(
+        False, description="text only: join all text and cut it into max_length blocks (pretraining, no padding)"
+    )
     train_on_prompt: bool = Field(False, description="also compute the loss on prompt / user tokens")
 
     @model_validator(mode="after")
     def _one_eval_source(self) -> DataConfig:
         if self.eval is not None and self.eval_split is not None:
             raise ValueError("give data.eval or data.eval_split, not both")
+        if self.blocks and self.format not in ("auto", "text"):
+            raise ValueError("data.blocks needs data.format text")
+        if self.blocks and self.packing:
+            raise ValueError("give data.blocks or data.packing, not both")
         return self
 
 
@@ -73,8 +80,29 @@ class TrainConfig(StrictModel):
     resume: bool = Field(False, description="continue from the latest checkpoint in output_dir")
 
 
+class ScratchModelConfig(StrictModel):
+    """A new, randomly initialised model to pretrain (``model.init: scratch``)."""
+
+    init: Literal["scratch"] = "scratch"
+    architecture: Literal["llama", "gpt2"] = Field("llama", description="llama | gpt2")
+    tokenizer: Path = Field(description="tokenizer folder (tunelab tokenizer train)")
+    hidden_size: int = Field(128, gt=0, description="width of the model")
+    layers: int = Field(4, gt=0, description="transformer blocks")
+    heads: int = Field(4, gt=0, description="attention heads")
+    intermediate_size: int | None = Field(None, gt=0, description="feed-forward width (null: 4 x hidden_size)")
+    max_position: int = Field(512, gt=0, description="longest sequence (context)")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ScratchModelConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError("hidden_size must be a multiple of heads")
+        return self
+
+
 class TunelabConfig(StrictModel):
-    model: str | None = Field(None, description="hub id, local model folder, or a finished tunelab run folder")
+    model: str | ScratchModelConfig | None = Field(
+        None, description="hub id, local model folder, finished tunelab run folder, or {init: scratch, ...}"
+    )
     task: Literal["causal_lm"] = Field("causal_lm", description="causal_lm")
     method: SerializeAsAny[MethodOptions] = Field(
         default_factory=MethodOptions, validate_default=True, description="method.name + options"

@@ -87,8 +87,12 @@ def row_location(path: Path, index: int) -> str:
     return f"row {index + 1}"  # CSV and Parquet: data rows, header excluded
 
 
-def load_rows(path: Path | str) -> Dataset:
-    """All rows of a data file as a ``datasets.Dataset``; an empty file is an error."""
+def load_rows(path: Path | str, whole_documents: bool = False) -> Dataset:
+    """All rows of a data file as a ``datasets.Dataset``; an empty file is an error.
+
+    A .txt / .md file gives one row per non-empty line, or with ``whole_documents`` one row
+    holding the whole file (newlines kept), as pretraining wants.
+    """
     from datasets import load_dataset
     from datasets.utils.logging import disable_progress_bar
 
@@ -105,7 +109,8 @@ def load_rows(path: Path | str) -> Dataset:
     previous_level = datasets_logger.level
     datasets_logger.setLevel(logging.CRITICAL + 1)  # its pyarrow messages would precede our one clear line
     try:
-        dataset = load_dataset(loader, data_files=str(path), split="train")
+        options = {"sample_by": "document"} if loader == "text" and whole_documents else {}
+        dataset = load_dataset(loader, data_files=str(path), split="train", **options)
     except Exception as error:  # datasets/pyarrow raise many types for one bad file
         if loader == "json" and _looks_like_jsonl(path):
             problem = find_bad_json_line(path)

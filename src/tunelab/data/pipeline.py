@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.config.schema import DataConfig
+from tunelab.data.blocks import cut_into_blocks
 from tunelab.data.formats import check_columns, detect_format, format_dataset, rename_columns, task_id_mapping
 from tunelab.data.loading import load_rows
 from tunelab.data.packing import PackedSequence, pack_examples
@@ -37,7 +39,7 @@ class PreparedData:
 
 
 def _rows_with_format(path: Path, config: DataConfig) -> tuple[Dataset, str]:
-    rows = rename_columns(load_rows(path), config.columns, path)
+    rows = rename_columns(load_rows(path, whole_documents=config.blocks), config.columns, path)
     if config.format == "auto":
         return rows, detect_format(rows.column_names, path)
     check_columns(rows.column_names, config.format, path)
@@ -55,6 +57,12 @@ def _tokenize(
     task_ids: dict[str, int] | None = None,
 ) -> list[TokenizedExample]:
     formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt, task_ids, task_column)
+    if config.blocks:  # whole documents, cut into blocks afterwards: nothing is truncated
+        documents, _ = tokenize_examples(tokenizer, formatted, max_length=sys.maxsize)
+        items = cut_into_blocks(documents, config.max_length)
+        if not items:
+            raise UserError(f"{path}: shorter than one block of data.max_length={config.max_length} tokens")
+        return items
     items, report = tokenize_examples(tokenizer, formatted, config.max_length, config.overlong)
     notes = [f"{path.name}: {line}" for line in report.warnings(config.max_length)]
     if not items:

@@ -34,6 +34,16 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_tokenizer_folder(folder: Path) -> PreTrainedTokenizerBase:
+    """A tokenizer saved on its own (``tunelab tokenizer train``), without a model beside it."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as error:
+        raise UserError(f"model.tokenizer: cannot load a tokenizer from {folder}: {_first_line(error)}") from None
+
+
 def _load_pretrained(reference: str, dtype: torch.dtype | None, quantization: object | None = None) -> nn.Module:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as transformers_logging

@@ -9,28 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+from tunelab.tokenization.training import SPECIAL_TOKENS, build_bpe_tokenizer
+
+__all__ = ["SPECIAL_TOKENS", "build_tiny_causal_lm", "save_tiny_model", "train_bpe_tokenizer"]
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     """A byte-level BPE tokenizer (``PreTrainedTokenizerFast``) that adds BOS like Llama's."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[SPECIAL_TOKENS[k] for k in ("pad_token", "bos_token", "eos_token", "unk_token")],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    backend.train_from_iterator(list(texts), trainer=trainer)
-    bos_id = backend.token_to_id(SPECIAL_TOKENS["bos_token"])
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+    return build_bpe_tokenizer(texts, vocab_size)
 
 
 def build_tiny_causal_lm(

@@ -27,14 +27,15 @@ import torch
 from tqdm.auto import tqdm
 
 from tunelab.config.loading import check_training_inputs, with_absolute_paths
-from tunelab.config.schema import TunelabConfig
+from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import Batch, collate
 from tunelab.data.pipeline import PreparedData, prepare_data
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
-from tunelab.models.loading import load_tokenizer
+from tunelab.models.loading import load_tokenizer, load_tokenizer_folder
+from tunelab.models.scratch import build_scratch_model
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
@@ -133,7 +134,8 @@ def _new_accelerator(precision: str) -> Accelerator:
 
 
 def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokenizerBase, int, PreparedData]:
-    tokenizer = load_tokenizer(config.model)
+    scratch = isinstance(config.model, ScratchModelConfig)
+    tokenizer = load_tokenizer_folder(config.model.tokenizer) if scratch else load_tokenizer(config.model)
     ensure_chat_template(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     task_column = getattr(config.method, "task_column", None)
@@ -157,10 +159,18 @@ def model_context_length(model: torch.nn.Module) -> int | None:
 
 
 def _prepare_model(
-    config: TunelabConfig, method: Method, data: PreparedData, plan: TrainingPlan
+    config: TunelabConfig, method: Method, data: PreparedData, plan: TrainingPlan, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[torch.nn.Module, int]:
     """The model ready to train, and the bytes its base weights take (before the method's additions)."""
-    model = method.load_base(config.model, config.train.precision)
+    if isinstance(config.model, ScratchModelConfig):
+        if method.saves_adapter_only:
+            raise UserError(
+                f"config error: method.name: a scratch model trains whole (full or last_layers), "
+                f"not with '{method.name}', which would save an adapter for a base that is nowhere"
+            )
+        model = build_scratch_model(config.model, tokenizer)
+    else:
+        model = method.load_base(config.model, config.train.precision)
     context = model_context_length(model)
     longest = max(len(item.input_ids) for item in [*data.train, *data.eval])
     if context is not None and longest > context:
@@ -200,12 +210,14 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
     # 2. Data, then model and method: all of it must be good before the run folder is touched.
     tokenizer, pad_id, data = _prepare_tokenizer_and_data(config)
+    scratch = isinstance(config.model, ScratchModelConfig)
+    model_reference = str(config.model.tokenizer) if scratch else str(config.model)
     process = (accelerator.process_index, accelerator.num_processes)
     per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
     total_steps = config.train.max_steps or config.train.epochs * per_epoch
-    plan = TrainingPlan(total_steps=total_steps, model_reference=config.model, task_count=max(len(data.task_ids), 1))
+    plan = TrainingPlan(total_steps=total_steps, model_reference=model_reference, task_count=max(len(data.task_ids), 1))
     set_seed(config.train.seed)
-    model, base_bytes = _prepare_model(config, method, data, plan)
+    model, base_bytes = _prepare_model(config, method, data, plan, tokenizer)
     trainable_params, total_params = count_parameters(model)
     log.info(
         f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
@@ -308,7 +320,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         last_eval_loss = next((r["eval_loss"] for r in reversed(logged) if "eval_loss" in r), last_eval_loss)
     summary = {
         "method": method.name,
-        "model": config.model,
+        "model": plain_config["model"],
         "task": config.task,
         "data_format": data.data_format,
         "trainable_params": trainable_params,
@@ -331,7 +343,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         summary["eval_loss"] = last_eval_loss
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _save_artifact(run, method, unwrapped, tokenizer, config.model)
+        _save_artifact(run, method, unwrapped, tokenizer, model_reference)
         run.write_summary(summary)
         eval_part = f", eval_loss {last_eval_loss:.4f}" if data.eval else ""
         log.info(f"done: {run.path} (train_loss {last_train_loss:.4f}{eval_part})")
