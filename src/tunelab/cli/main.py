@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="folder for the merged model")
     merge.add_argument("--overwrite", action="store_true")
 
+    pipeline = commands.add_parser("pipeline", help="train stages in sequence, each from the last one's result")
+    pipeline.add_argument("pipeline", help="pipeline YAML (output_dir, defaults, stages)")
+    pipeline.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. defaults.train.max_steps=50")
+
     tokenizer = commands.add_parser("tokenizer", help="train a tokenizer")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, parser_class=_Parser)
     tokenizer_train = tokenizer_commands.add_parser("train", help="train a byte-level BPE or character tokenizer")
@@ -150,6 +154,14 @@ def run_command(args: argparse.Namespace) -> int:
         from tunelab.inference.merge import merge_run
 
         print(f"merged model: {merge_run(args.run_dir, args.output, overwrite=args.overwrite)}")
+        return 0
+    if args.command == "pipeline":
+        from tunelab.pipeline.runner import run_pipeline
+        from tunelab.pipeline.spec import load_pipeline
+
+        report = run_pipeline(load_pipeline(args.pipeline, args.overrides))
+        print(report.table())
+        print(f"pipeline folder: {report.output_dir} (pipeline.json)")
         return 0
     if args.command == "tokenizer":
         from tunelab.tokenization.training import train_tokenizer

@@ -91,6 +91,13 @@ class RunDirectory:
                 "pass --overwrite to start the run again"
             )
 
+    def holds_finished_run_of(self, plain_config: dict[str, Any]) -> bool:
+        """Whether the folder holds a finished run of this same config (budget keys aside)."""
+        if not (self.summary_file.is_file() and self.config_file.is_file()):
+            return False
+        previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
+        return _identity(previous) == _identity(plain_config)
+
     def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
         if overwrite and self.path.exists():
             shutil.rmtree(self.path)

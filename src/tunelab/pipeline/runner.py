@@ -1,0 +1,139 @@
+"""Run a pipeline: train the stages in order, skip finished ones, stop at a failure, and after
+each stage measure the current model on every stage's evaluation data so far.
+
+The forgetting table (rows: the starting model, then the model after each stage; columns: each
+stage's evaluation data; cells: perplexity) shows the gain on the new domain next to what was
+lost on the earlier ones. ``pipeline.json`` holds the same figures and each stage's status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.schema import ScratchModelConfig, TunelabConfig
+from tunelab.errors import UserError
+from tunelab.models.resolve import is_run_folder
+from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
+from tunelab.run.atomic import write_json_atomic
+from tunelab.run.run_directory import RunDirectory
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class PipelineReport:
+    output_dir: Path
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    start: dict[str, dict[str, float]] = field(default_factory=dict)  # eval set -> {loss, perplexity}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"output_dir": str(self.output_dir), "start": self.start, "stages": self.stages}
+
+    def table(self) -> str:
+        columns = [stage["name"] for stage in self.stages if stage.get("has_eval")]
+        header = "| model | " + " | ".join(f"ppl on {name}" for name in columns) + " |"
+        lines = [header, "|---" * (len(columns) + 1) + "|"]
+        rows = [("start", self.start)] + [(f"after {s['name']}", s.get("eval", {})) for s in self.stages]
+        for label, figures in rows:
+            cells = [f"{figures[name]['perplexity']:.3f}" if name in figures else "" for name in columns]
+            if any(cells):
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _evaluate(model_reference: str, configs: list[tuple[str, TunelabConfig]]) -> dict[str, dict[str, float]]:
+    """The model's loss and perplexity on each given stage's evaluation data (by stage name)."""
+    from tunelab.data.chat_template import ensure_chat_template
+    from tunelab.data.pipeline import prepare_data
+    from tunelab.models.loading import load_causal_lm, load_tokenizer
+    from tunelab.training.evaluation import mean_token_loss, perplexity
+
+    tokenizer = load_tokenizer(model_reference)
+    ensure_chat_template(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    model = load_causal_lm(model_reference)
+    figures = {}
+    for name, config in configs:
+        items = prepare_data(config.data, tokenizer, config.train.seed).eval
+        loss = mean_token_loss(model, items, pad_id, config.train.batch_size)
+        figures[name] = {"loss": loss, "perplexity": perplexity(loss)}
+    return figures
+
+
+def _has_eval(config: TunelabConfig) -> bool:
+    return config.data.eval is not None or config.data.eval_split is not None
+
+
+def _train_stage(stage: Stage, config: TunelabConfig, base_changed: bool) -> str:
+    """Train a stage unless its folder already holds the finished run (and the stage it starts
+    from was not just retrained); returns its status."""
+    from tunelab.config.loading import with_absolute_paths
+    from tunelab.training.recipe import train
+
+    run = RunDirectory(stage.run_dir)
+    if not base_changed and run.holds_finished_run_of(with_absolute_paths(config).to_plain()):
+        log.info(f"stage {stage.name}: finished earlier, skipped")
+        return "skipped"
+    resume = any(run.checkpoints.glob("step-*")) and not run.summary_file.is_file()
+    if resume:
+        try:
+            run.check_can_start(config.to_plain(), resume=True, overwrite=False)
+        except UserError:
+            resume = False
+    config = config.model_copy(update={"train": config.train.model_copy(update={"resume": resume})})
+    log.info(f"stage {stage.name}: training ({config.method.name}) in {stage.run_dir}")
+    train(config, overwrite=not resume, progress=False)
+    return "resumed" if resume else "trained"
+
+
+def run_pipeline(spec: PipelineSpec) -> PipelineReport:
+    """Train every stage in order; figures go to ``pipeline.json`` after each stage."""
+    from tunelab.config.loading import check_training_inputs
+
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    report = PipelineReport(spec.output_dir)
+    report_file = spec.output_dir / "pipeline.json"
+    first = stage_config(spec.stages[0])
+    check_training_inputs(first)
+    configs_so_far: list[tuple[str, TunelabConfig]] = []
+    all_evaluated = [(stage.name, stage_config(stage)) for stage in spec.stages]
+    if not isinstance(first.model, ScratchModelConfig):
+        report.start = _evaluate(str(first.model), [(n, c) for n, c in all_evaluated if _has_eval(c)])
+    previous: str | None = None
+    for stage in spec.stages:
+        config = stage_config(stage, model=previous)
+        entry: dict[str, Any] = {
+            "name": stage.name,
+            "run_dir": str(stage.run_dir),
+            "method": config.method.name,
+            "starts_from": previous if stage.follows_previous else None,
+            "has_eval": _has_eval(config),
+        }
+        report.stages.append(entry)
+        try:
+            check_training_inputs(config)
+            base_changed = (
+                stage.follows_previous
+                and bool(report.stages[:-1])
+                and (report.stages[-2]["status"] in ("trained", "resumed"))
+            )
+            entry["status"] = _train_stage(stage, config, base_changed)
+        except Exception as error:  # a failed stage stops the pipeline; earlier stages stay
+            entry["status"] = "failed"
+            entry["error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            write_json_atomic(report_file, report.to_json())
+            raise UserError(
+                f"pipeline stopped: stage '{stage.name}' failed: {entry['error']} "
+                f"(earlier stages are kept in {spec.output_dir})"
+            ) from None
+        summary = RunDirectory(stage.run_dir).read_summary()
+        entry.update({"train_loss": summary.get("train_loss"), "eval_loss": summary.get("eval_loss")})
+        configs_so_far.append((stage.name, config))
+        assert is_run_folder(stage.run_dir)
+        entry["eval"] = _evaluate(str(stage.run_dir), [(n, c) for n, c in configs_so_far if _has_eval(c)])
+        write_json_atomic(report_file, report.to_json())
+        previous = str(stage.run_dir)
+    return report
