@@ -56,8 +56,8 @@ def test_stage_two_starts_from_stage_one_and_reruns_skip(pipeline_file, tiny_lla
 
     saved = json.loads((tmp_path / "pipe" / "pipeline.json").read_text())
     assert set(saved["start"]) == {"general", "domain"}
-    assert set(saved["stages"][0]["eval"]) == {"general"}
-    assert set(saved["stages"][1]["eval"]) == {"general", "domain"}  # what stage 2 kept of stage 1's domain
+    assert set(saved["stages"][0]["eval"]) == {"general", "domain"}  # domain: its perplexity before stage 2
+    assert set(saved["stages"][1]["eval"]) == {"general", "domain"}  # general: what stage 2 kept of stage 1
     table = report.table()
     assert "ppl on general" in table and "after domain" in table
 

@@ -1,5 +1,6 @@
 """Run a pipeline: train the stages in order, skip finished ones, stop at a failure, and after
-each stage measure the current model on every stage's evaluation data so far.
+each stage measure the current model on every stage's evaluation data (the earlier stages'
+for forgetting, the later ones' for their before-training figure).
 
 The forgetting table (rows: the starting model, then the model after each stage; columns: each
 stage's evaluation data; cells: perplexity) shows the gain on the new domain next to what was
@@ -98,7 +99,6 @@ def run_pipeline(spec: PipelineSpec) -> PipelineReport:
     report_file = spec.output_dir / "pipeline.json"
     first = stage_config(spec.stages[0])
     check_training_inputs(first)
-    configs_so_far: list[tuple[str, TunelabConfig]] = []
     all_evaluated = [(stage.name, stage_config(stage)) for stage in spec.stages]
     if not isinstance(first.model, ScratchModelConfig):
         report.start = _evaluate(str(first.model), [(n, c) for n, c in all_evaluated if _has_eval(c)])
@@ -131,9 +131,10 @@ def run_pipeline(spec: PipelineSpec) -> PipelineReport:
             ) from None
         summary = RunDirectory(stage.run_dir).read_summary()
         entry.update({"train_loss": summary.get("train_loss"), "eval_loss": summary.get("eval_loss")})
-        configs_so_far.append((stage.name, config))
         assert is_run_folder(stage.run_dir)
-        entry["eval"] = _evaluate(str(stage.run_dir), [(n, c) for n, c in configs_so_far if _has_eval(c)])
+        # Every stage's evaluation data, the later ones too: a later stage's column then shows its
+        # domain perplexity before that stage trained, beside the forgetting of the earlier ones.
+        entry["eval"] = _evaluate(str(stage.run_dir), [(n, c) for n, c in all_evaluated if _has_eval(c)])
         write_json_atomic(report_file, report.to_json())
         previous = str(stage.run_dir)
     return report
