@@ -106,8 +106,8 @@ def test_artifact_reloads_to_identical_logits_and_generates(trained, method, arc
     _, result = trained(method, architecture)
     reloaded = load_causal_lm(str(result.run_dir)).eval()
     torch.testing.assert_close(_logits(reloaded, method), _logits(result.model, method), atol=1e-5, rtol=1e-5)
-    task = 1 if method == "multitask_prompt" else None
-    text = generate_text(str(result.run_dir), prompt="robot say fox:", max_new_tokens=6, task_id=task)
+    task = "1" if method == "multitask_prompt" else None
+    text = generate_text(str(result.run_dir), prompt="robot say fox:", max_new_tokens=6, task=task)
     assert isinstance(text, str)
 
 
@@ -305,3 +305,28 @@ def test_methods_listing_counts_parameters_without_training(tiny_llama):
         assert item.trainable_params and 0 < item.trainable_pct <= 100, item
     assert listings["full"].trainable_pct == 100
     assert listings["lora"].trainable_params == 16_384  # r=8 on every linear layer of the tiny Llama
+
+
+def test_qlora_on_gpt2_merges_into_a_loadable_model(trained, tmp_path):
+    from tunelab.inference.merge import merge_run
+
+    _, result = trained("qlora", "tiny_gpt2")
+    merged = AutoModelForCausalLM.from_pretrained(merge_run(result.run_dir, tmp_path / "merged")).eval()
+    assert merged(**_inputs("qlora")).logits.shape[-1] == result.model.config.vocab_size
+
+
+def test_multitask_tasks_are_named_as_in_the_data(trained):
+    _, result = trained("multitask_prompt", "tiny_llama")
+    assert result.summary["task_ids"] == {"0": 0, "1": 1}
+    with pytest.raises(UserError, match="choose one with --task"):
+        generate_text(str(result.run_dir), prompt="hi", max_new_tokens=2)
+    with pytest.raises(UserError, match="only to a multi-task"):
+        generate_text(str(trained("lora", "tiny_llama")[1].run_dir), prompt="hi", max_new_tokens=2, task="0")
+
+
+def test_adalora_refuses_to_resume(tiny_llama, prompt_completion_file, tmp_path):
+    config = training_config(
+        tiny_llama, prompt_completion_file, tmp_path / "run", **{"method.name": "adalora", "train.resume": True}
+    )
+    with pytest.raises(UserError, match="cannot resume"):
+        train(config, progress=False)

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--task", type=int, default=None, help="task id (multi-task prompt tuning runs)")
+    generate.add_argument("--task", default=None, help="the task, as named in the data (multi-task prompt runs)")
     style = generate.add_mutually_exclusive_group()
     style.add_argument(
         "--chat",
@@ -145,7 +145,7 @@ def run_command(args: argparse.Namespace) -> int:
                 temperature=args.temperature,
                 top_p=args.top_p,
                 seed=args.seed,
-                task_id=args.task,
+                task=args.task,
                 chat=args.chat,
             )
         )

@@ -108,12 +108,12 @@ def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def task_id_mapping(dataset: Dataset, task_column: str, path: Path) -> dict[str, int]:
-    """Task name -> id: integer tasks keep their number, named tasks are numbered in sorted order."""
+    """Task name -> id 0..N-1: numeric tasks in numeric order, named tasks in sorted order."""
     if task_column not in dataset.column_names:
         raise UserError(f"{path}: method.task_column '{task_column}' is not a column ({sorted(dataset.column_names)})")
     values = {str(value) for value in dataset[task_column] if value is not None}
     if values and all(value.isdigit() for value in values):
-        return {value: int(value) for value in sorted(values, key=int)}
+        return {value: index for index, value in enumerate(sorted(values, key=int))}
     return {value: index for index, value in enumerate(sorted(values))}
 
 

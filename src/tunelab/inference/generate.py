@@ -39,6 +39,21 @@ def trained_on_chat(model_reference: str) -> bool:
     return summary.get("data_format") in ("chat", "instruction")
 
 
+def resolve_task(model_reference: str, task: str | None) -> int | None:
+    """The task id a multi-task prompt run uses for ``task`` (a name or number from its data)."""
+    summary = (
+        json.loads((Path(model_reference) / RUN_SUMMARY_FILE).read_text()) if is_run_folder(model_reference) else {}
+    )
+    tasks = summary.get("task_ids")
+    if not tasks:
+        if task is not None:
+            raise UserError("--task applies only to a multi-task prompt tuning run")
+        return None
+    if task is None or str(task) not in tasks:
+        raise UserError(f"this run was trained on tasks {', '.join(tasks)}; choose one with --task")
+    return tasks[str(task)]
+
+
 def best_device() -> str:
     import torch
 
@@ -68,7 +83,7 @@ def generate_text(
     top_p: float = 1.0,
     seed: int = 0,
     chat: bool | None = None,
-    task_id: int | None = None,
+    task: str | None = None,
 ) -> str:
     """The model's continuation of ``prompt`` (or its reply to ``messages``), without the prompt."""
     import torch
@@ -98,6 +113,7 @@ def generate_text(
         if temperature > 0
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
+    task_id = resolve_task(model_reference, task)
     if task_id is not None:  # multi-task prompt tuning: which task's prompt to use
         sampling["task_ids"] = torch.tensor([task_id], device=model.device)
     with torch.no_grad():

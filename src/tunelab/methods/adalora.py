@@ -49,6 +49,7 @@ class AdaLora(PeftAdapterMethod):
     summary = "LoRA with an adaptive rank budget, pruned during training (PEFT; allocator driven)"
     trains = "SVD-form low-rank P, Lambda, Q per target layer"
     can_merge = True
+    supports_resume = False  # the allocator's importance scores and rank pattern are not checkpointed
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
         from peft import AdaLoraConfig, TaskType

@@ -41,6 +41,8 @@ class Method:
     # False for methods that add a KV cache or tokens of their own (prefix / prompt tuning), with
     # which packed examples would see each other.
     supports_packing: ClassVar[bool] = True
+    # False where state outside the weights and optimizer (AdaLoRA's allocator) is not checkpointed.
+    supports_resume: ClassVar[bool] = True
 
     def load_base(self, reference: str, precision: str) -> nn.Module:
         """The model training starts from; whole-model methods keep fp32 master weights."""

@@ -37,13 +37,18 @@ class PeftAdapterMethod(Method):
         return load_causal_lm(reference, dtype=dtype, merge_adapters=True)
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
+        import torch
         from peft import get_peft_model
 
         try:
-            return get_peft_model(model, self.peft_config(options, plan))
+            peft_model = get_peft_model(model, self.peft_config(options, plan))
         except (ValueError, TypeError, KeyError, NotImplementedError) as error:
             first_line = str(error).strip().splitlines()[0]
             raise UserError(f"method {self.name}: {first_line}") from None
+        for parameter in peft_model.parameters():  # trainable weights stay fp32 over a half-precision base
+            if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
+                parameter.data = parameter.data.float()
+        return peft_model
 
     def save_artifact(self, model: nn.Module, directory: Path, base_reference: str) -> None:
         # Name the base tunelab trained on (a run folder stays a run folder), so that

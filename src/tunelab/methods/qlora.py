@@ -58,7 +58,13 @@ class Qlora(Lora):
     def load_merge_base(self, reference: str) -> nn.Module:
         """The 4-bit base the adapter trained against, dequantised to full precision."""
         import torch
+        from transformers.pytorch_utils import Conv1D
 
+        original = super().load_merge_base(reference)
+        if any(isinstance(module, Conv1D) for module in original.modules()):
+            # dequantize() turns GPT-2's Conv1D into nn.Linear, which would save transposed weights;
+            # there the adapter merges into the original full-precision weights instead.
+            return original
         base = self.load_base(reference, "fp32").dequantize()
         return base.to(torch.float32)
 

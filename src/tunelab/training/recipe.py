@@ -172,7 +172,10 @@ def _prepare_model(
     else:
         model = method.load_base(config.model, config.train.precision)
     context = model_context_length(model)
-    longest = max(len(item.input_ids) for item in [*data.train, *data.eval])
+    # prompt methods put their virtual tokens (or prefix) in front of every sequence
+    longest = max(len(item.input_ids) for item in [*data.train, *data.eval]) + getattr(
+        config.method, "virtual_tokens", 0
+    )
     if context is not None and longest > context:
         raise UserError(
             f"config error: data.max_length: sequences of {longest} tokens exceed the model's context "
@@ -198,6 +201,11 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     config = with_absolute_paths(config)
     check_precision(config.train.precision)
     method = get_method(config.method.name)
+    if config.train.resume and not method.supports_resume:
+        raise UserError(
+            f"config error: train.resume: method '{method.name}' cannot resume mid-run "
+            "(its rank allocator's state is not checkpointed); start the run again with --overwrite"
+        )
     if config.data.packing and not method.supports_packing:
         raise UserError(
             f"config error: data.packing: method '{method.name}' cannot keep packed examples apart; "
@@ -339,6 +347,8 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "device": str(accelerator.device),
         "processes": accelerator.num_processes,
     }
+    if data.task_ids:
+        summary["task_ids"] = data.task_ids  # multi-task prompt tuning: task name -> id
     if data.eval:
         summary["eval_loss"] = last_eval_loss
     accelerator.wait_for_everyone()
