@@ -28,14 +28,19 @@ the same span for the plain loop; evaluation and saving are outside it. The wall
 ``train()`` call (data, model, loop, four evaluations, saving) is reported too; that is the figure
 to set beside nanoGPT's "about 3 minutes", which includes its own evaluations.
 
-Threads: ``torch.set_num_threads`` is set once, for both loops (``--threads``, default 1). On this
-2-core machine, which other work shares, one thread gave steadier step times (bench/README.md);
-``--threads 2`` is faster when the machine is quiet. The per-step rates are kept and their medians
-reported beside the totals, since a busy neighbour moves the medians far less.
+The example config builds a Llama of nanoGPT's sizes (0.80M parameters, as nanoGPT's model);
+``--architecture gpt2`` runs nanoGPT's own layout instead, which lands at 1.89-1.91, right at the
+target (the config's comment and bench/README.md say more).
 
-    python bench/pretrain_shakespeare.py                    # the full recipe, both loops (~8 min on 2 cores)
+Threads: ``torch.set_num_threads`` is set once, for both loops (``--threads``, default 1). On this
+2-core machine, which other work shares, two threads made the 200-step smoke run 6x slower (339 s
+against 55 s with one), as the packing benchmark saw; one thread is the default. The per-step
+rates are kept and their medians reported beside the totals, since a busy neighbour moves the
+medians far less; ``--repeats`` runs both loops again in the other order and takes medians.
+
+    python bench/pretrain_shakespeare.py                    # the full recipe, both loops (~4.5 min on 2 cores)
     python bench/pretrain_shakespeare.py --quick            # 200 steps each (~1 min)
-    python bench/pretrain_shakespeare.py --output results.json --architecture llama --threads 2
+    python bench/pretrain_shakespeare.py --output results.json --architecture gpt2 --repeats 2
     python bench/pretrain_shakespeare.py --prepare-only     # only the files the example config reads
 """
 
@@ -63,6 +68,7 @@ PREPARED_DEFAULT = PROJECT_ROOT / "runs" / "shakespeare-char"
 TRAIN_SHARE = 0.9  # nanoGPT's data/shakespeare_char/prepare.py
 NANOGPT_VAL_LOSS = 1.88
 TARGET_VAL_LOSS = 1.90
+RECIPE_STEPS = 2000
 QUICK_STEPS = 200
 TAIL_STEPS = 100  # train loss reported as the mean of the last this many steps
 
@@ -78,8 +84,10 @@ def quiet_libraries() -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()  # "Writing model shards" when the run is saved
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("tunelab").setLevel(logging.ERROR)
+    for name in ("tunelab", "bitsandbytes"):  # bitsandbytes: an optional CPU kernel it cannot fetch offline
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --- Data ------------------------------------------------------------------------------------
@@ -174,7 +182,9 @@ def block_loss(model, tokens, block: int, batch_size: int) -> float:
         for start in range(0, count, batch_size):
             ids = blocks[start : start + batch_size]
             logits = model(ids).logits[:, :-1]
-            total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="sum"))
+            total += float(
+                F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="sum")
+            )
             targets += ids[:, 1:].numel()
     model.train()
     return total / targets
@@ -224,7 +234,7 @@ def run_plain(config, folder: Path, steps: int) -> dict[str, Any]:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step_seconds.append(time.perf_counter() - started)
-        losses.append(float(loss))
+        losses.append(loss.item())
 
     train_time_s = sum(step_seconds)
     tokens = steps * batch_size * block
@@ -241,6 +251,19 @@ def run_plain(config, folder: Path, steps: int) -> dict[str, Any]:
 
 
 # --- Report ----------------------------------------------------------------------------------
+
+TIMINGS = ("train_time_s", "train_call_wall_s", "tokens_per_s", "median_step_tokens_per_s")
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median timings over repeats; losses and counts from the first (same seed, same numbers)."""
+    row = dict(runs[0])
+    for key in TIMINGS:
+        if key in row:
+            row[key] = statistics.median(run[key] for run in runs)
+            row[f"{key}_all"] = [run[key] for run in runs]
+    row["repeats"] = len(runs)
+    return row
 
 
 def markdown_table(tunelab: dict[str, Any], plain: dict[str, Any], architecture: str) -> str:
@@ -276,9 +299,19 @@ def environment(threads: int) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS} steps each")
-    parser.add_argument("--steps", type=int, default=None, help="train.max_steps for both loops (default: the config's)")
-    parser.add_argument("--architecture", choices=("gpt2", "llama"), default=None, help="default: the config's")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="train.max_steps for both loops (default: the config's)"
+    )
+    parser.add_argument(
+        "--architecture",
+        choices=("gpt2", "llama"),
+        default=None,
+        help="default: the config's; gpt2 also sets model.intermediate_size=null (nanoGPT's 4 x width)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both loops (default 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each loop, order alternating; timings are medians"
+    )
     parser.add_argument("--seed", type=int, default=None, help="train.seed (default: the config's)")
     parser.add_argument("--config", type=Path, default=EXAMPLE, help="the tunelab config (default: the example)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default: a new temporary file)")
@@ -293,6 +326,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"write the split and tokenizer to DIR (default {PREPARED_DEFAULT.relative_to(PROJECT_ROOT)}) and stop",
     )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.quick and args.steps is None:
         args.steps = QUICK_STEPS
     return args
@@ -320,12 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_name)
         prepared = prepare(scratch / "data")
         overrides = path_overrides(scratch / "data") + [
-            f"output_dir={scratch / 'run'}",
             "train.log_every=1",  # per-step rates for the medians; logging is outside the timed span
         ]
         if args.steps is not None:
             overrides.append(f"train.max_steps={args.steps}")
-        if args.architecture is not None:
+        if args.architecture == "gpt2":  # nanoGPT's layout: a feed-forward of 4 x width
+            overrides += ["model.architecture=gpt2", "model.intermediate_size=null"]
+        elif args.architecture is not None:
             overrides.append(f"model.architecture={args.architecture}")
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
@@ -340,23 +376,31 @@ def main(argv: list[str] | None = None) -> int:
             f"characters, vocabulary {prepared['vocab_size']}; {architecture}, {steps} steps, "
             f"batch {config.train.batch_size} x {config.data.max_length}, {args.threads} torch thread(s)"
         )
-        print("  tunelab ...", end="", flush=True)
-        tunelab = run_tunelab(config, args.progress)
-        print(f" {tunelab['train_call_wall_s']:.0f} s, val loss {tunelab['val_loss']:.4f}", flush=True)
-        print("  plain PyTorch loop ...", end="", flush=True)
-        plain = run_plain(config, scratch / "data", steps)
-        print(f" {plain['train_time_s']:.0f} s, val loss {plain['val_loss']:.4f}", flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {"tunelab": [], "plain": []}
+        for repeat in range(args.repeats):
+            # alternate which loop goes first, so that a slow spell of the machine falls on both
+            for loop in ("tunelab", "plain") if repeat % 2 == 0 else ("plain", "tunelab"):
+                print(f"  {loop} ({repeat + 1}/{args.repeats}) ...", end="", flush=True)
+                if loop == "tunelab":
+                    config.output_dir = scratch / f"run-{repeat}"
+                    outcome = run_tunelab(config, args.progress)
+                else:
+                    outcome = run_plain(config, scratch / "data", steps)
+                runs[loop].append(outcome)
+                print(f" {outcome['train_time_s']:.0f} s of steps, val loss {outcome['val_loss']:.4f}", flush=True)
+    tunelab, plain = aggregate(runs["tunelab"]), aggregate(runs["plain"])
     total_s = time.perf_counter() - started
 
     ratio = tunelab["tokens_per_s"] / plain["tokens_per_s"]
     median_ratio = tunelab["median_step_tokens_per_s"] / plain["median_step_tokens_per_s"]
-    reached = tunelab["val_loss"] <= TARGET_VAL_LOSS
+    # the target belongs to the 2,000-step recipe; a shorter run is not judged by it
+    reached = tunelab["val_loss"] <= TARGET_VAL_LOSS if steps == RECIPE_STEPS else None
     print()
     print(
         f"nanoGPT CPU recipe (shakespeare_char): {architecture}, {config.model.layers} layers, "
         f"{config.model.heads} heads, width {config.model.hidden_size}, context {config.data.max_length}, "
         f"batch {config.train.batch_size}, {steps} steps{' (quick)' if args.quick else ''}, "
-        f"{args.threads} torch thread(s)"
+        f"{args.threads} torch thread(s), {args.repeats} run(s) of each loop"
     )
     print()
     print(markdown_table(tunelab, plain, architecture))
@@ -365,9 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     curve = ", ".join(f"{step}: {loss:.4f}" for step, loss in tunelab["val_curve"].items())
     print(f"tunelab val loss by step: {curve}")
     print(
-        f"val loss {tunelab['val_loss']:.4f}: {'meets' if reached else 'MISSES'} the target <= {TARGET_VAL_LOSS} "
-        f"(nanoGPT: about {NANOGPT_VAL_LOSS} after 2,000 steps)"
-        + ("" if steps == 2000 else f"; this run had {steps} steps, so the target does not apply")
+        f"val loss {tunelab['val_loss']:.4f}: "
+        + (
+            f"{'meets' if reached else 'MISSES'} the target <= {TARGET_VAL_LOSS} (nanoGPT: about {NANOGPT_VAL_LOSS})"
+            if reached is not None
+            else f"after {steps} steps; the target <= {TARGET_VAL_LOSS} is for the {RECIPE_STEPS:,}-step recipe"
+        )
     )
     print(
         "train_time_s = the training steps alone; train() wall s = the whole call (data, model, loop, "
@@ -386,11 +433,13 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": config.train.batch_size,
             "context": config.data.max_length,
             "threads": args.threads,
+            "repeats": args.repeats,
             "seed": config.train.seed,
         },
         "data": prepared,
         "tunelab": tunelab,
         "plain": plain,
+        "runs": runs,
         "tokens_per_s_ratio": ratio,
         "median_step_tokens_per_s_ratio": median_ratio,
         "target_val_loss": TARGET_VAL_LOSS,

@@ -11,8 +11,24 @@ import json
 import random
 from pathlib import Path
 
-PROJECTS = ["ProjectA", "ProjectB", "Apollo", "Orion", "Atlas", "Falcon", "Nimbus", "Zephyr", "Beacon", "Harbor",
-            "Quartz", "Summit", "Cobalt", "Meridian", "Lantern", "Vertex"]
+PROJECTS = [
+    "ProjectA",
+    "ProjectB",
+    "Apollo",
+    "Orion",
+    "Atlas",
+    "Falcon",
+    "Nimbus",
+    "Zephyr",
+    "Beacon",
+    "Harbor",
+    "Quartz",
+    "Summit",
+    "Cobalt",
+    "Meridian",
+    "Lantern",
+    "Vertex",
+]
 PRIORITIES = ["low", "medium", "high"]
 OWNERS = ["Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia"]
 TEMPLATES = [
