@@ -58,6 +58,8 @@ def trained(request, task_data, tmp_path_factory):
     def run(method: str, architecture: str):
         if (method, architecture) in UNSUPPORTED:
             pytest.skip(UNSUPPORTED[method, architecture])
+        if method == "qlora":
+            pytest.importorskip("bitsandbytes", reason="qlora needs the quant extra (bitsandbytes)")
         if (method, architecture) not in runs:
             model_folder = request.getfixturevalue(architecture)
             options = {
