@@ -7,3 +7,9 @@ wrong). The CLI prints it as ``error: ...`` and exits with code 2, without a tra
 
 class UserError(Exception):
     """Bad input from the user: a config, a data file, a model path, a command-line option."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (its type name when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -9,22 +9,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import SHARED_DATA, training_config
-from tunelab.data.collate import collate
 from tunelab.data.pipeline import prepare_data
-from tunelab.training.loss import count_target_tokens, summed_token_loss
+from tunelab.training.evaluation import mean_token_loss
 from tunelab.training.recipe import train
 
 pytestmark = pytest.mark.shared_data
-
-
-def held_out_loss(model, items, pad_id: int) -> float:
-    total, targets = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(items), 4):
-            batch = collate(items[start : start + 4], pad_id)
-            total += float(summed_token_loss(model(**batch.model_inputs).logits, batch.labels))
-            targets += count_target_tokens(batch.labels)
-    return total / targets
 
 
 def test_lora_lowers_held_out_loss_on_a_childrens_story(stories260k, tmp_path):
@@ -45,10 +34,10 @@ def test_lora_lowers_held_out_loss_on_a_childrens_story(stories260k, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(stories260k)
     held_out = prepare_data(config.data, tokenizer, config.train.seed).eval
     base = AutoModelForCausalLM.from_pretrained(stories260k, dtype=torch.float32).eval()
-    base_loss = held_out_loss(base, held_out, tokenizer.eos_token_id)
+    base_loss = mean_token_loss(base, held_out, tokenizer.eos_token_id, batch_size=4)
 
     result = train(config, progress=False)
     assert result.summary["eval_loss"] == pytest.approx(
-        held_out_loss(result.model, held_out, tokenizer.eos_token_id), rel=1e-5
+        mean_token_loss(result.model, held_out, tokenizer.eos_token_id, batch_size=4), rel=1e-5
     )
     assert result.summary["eval_loss"] < base_loss - 0.05, (base_loss, result.summary["eval_loss"])

@@ -16,6 +16,15 @@ from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedTokenizerBase
+
+
+def padding_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id that fills padding: pad, else EOS, else 0 (padding is masked out of attention and loss)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
 
 
 @dataclass

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.errors import UserError
+from tunelab.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -116,7 +116,7 @@ def load_rows(path: Path | str, whole_documents: bool = False) -> Dataset:
             problem = find_bad_json_line(path)
             if problem is not None:
                 raise UserError(f"{path} {problem}") from None
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         if "corresponds to no data" in first:  # datasets' words for rows without any column
             raise UserError(f"{path}: no row has any field") from None
         raise UserError(f"{path}: cannot read as {loader}: {first}") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.config.schema import MethodOptions
-from tunelab.errors import UserError
+from tunelab.errors import UserError, first_line
 from tunelab.methods.base import Method, TrainingPlan
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ class PeftAdapterMethod(Method):
         try:
             peft_model = get_peft_model(model, self.peft_config(options, plan))
         except (ValueError, TypeError, KeyError, NotImplementedError) as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise UserError(f"method {self.name}: {first_line}") from None
+            raise UserError(f"method {self.name}: {first_line(error)}") from None
         for parameter in peft_model.parameters():  # trainable weights stay fp32 over a half-precision base
             if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
                 parameter.data = parameter.data.float()

@@ -13,12 +13,23 @@ from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
 from tunelab.methods.base import TrainingPlan
 from tunelab.methods.lora import Lora, LoraOptions
-from tunelab.models.resolve import is_run_folder, read_run_config
+from tunelab.models.resolve import is_run_folder, model_location, read_run_config
 
 if TYPE_CHECKING:
     from torch import nn
 
 COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def uses_conv1d(reference: str) -> bool:
+    """Whether the model's architecture has GPT-2-style Conv1D layers (read from its config alone)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    with init_empty_weights():  # the architecture without allocating or loading any weight
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_location(reference)))
+    return any(isinstance(module, Conv1D) for module in skeleton.modules())
 
 
 class QloraOptions(LoraOptions):
@@ -58,13 +69,11 @@ class Qlora(Lora):
     def load_merge_base(self, reference: str) -> nn.Module:
         """The 4-bit base the adapter trained against, dequantised to full precision."""
         import torch
-        from transformers.pytorch_utils import Conv1D
 
-        original = super().load_merge_base(reference)
-        if any(isinstance(module, Conv1D) for module in original.modules()):
+        if uses_conv1d(reference):
             # dequantize() turns GPT-2's Conv1D into nn.Linear, which would save transposed weights;
             # there the adapter merges into the original full-precision weights instead.
-            return original
+            return super().load_merge_base(reference)
         base = self.load_base(reference, "fp32").dequantize()
         return base.to(torch.float32)
 

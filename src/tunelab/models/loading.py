@@ -9,18 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.errors import UserError
+from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import check_model_reference, is_run_folder, model_location, read_run_config
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
     from transformers import PreTrainedTokenizerBase
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
@@ -30,7 +25,7 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_location(reference))
     except (OSError, ValueError) as error:
-        raise UserError(f"model: cannot load the tokenizer of '{reference}': {_first_line(error)}") from None
+        raise UserError(f"model: cannot load the tokenizer of '{reference}': {first_line(error)}") from None
     return tokenizer
 
 
@@ -41,7 +36,7 @@ def load_tokenizer_folder(folder: Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as error:
-        raise UserError(f"model.tokenizer: cannot load a tokenizer from {folder}: {_first_line(error)}") from None
+        raise UserError(f"model.tokenizer: cannot load a tokenizer from {folder}: {first_line(error)}") from None
 
 
 def _load_pretrained(reference: str, dtype: torch.dtype | None, quantization: object | None = None) -> nn.Module:
@@ -53,7 +48,7 @@ def _load_pretrained(reference: str, dtype: torch.dtype | None, quantization: ob
     try:
         return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto", **extra)
     except (OSError, ValueError) as error:
-        raise UserError(f"model: cannot load '{reference}': {_first_line(error)}") from None
+        raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
 
 
 def load_causal_lm(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
-from tunelab.errors import UserError
+from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import is_run_folder
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
 from tunelab.run.atomic import write_json_atomic
@@ -48,13 +48,14 @@ class PipelineReport:
 def _evaluate(model_reference: str, configs: list[tuple[str, TunelabConfig]]) -> dict[str, dict[str, float]]:
     """The model's loss and perplexity on each given stage's evaluation data (by stage name)."""
     from tunelab.data.chat_template import ensure_chat_template
+    from tunelab.data.collate import padding_id
     from tunelab.data.pipeline import prepare_data
     from tunelab.models.loading import load_causal_lm, load_tokenizer
     from tunelab.training.evaluation import mean_token_loss, perplexity
 
     tokenizer = load_tokenizer(model_reference)
     ensure_chat_template(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = padding_id(tokenizer)
     model = load_causal_lm(model_reference)
     figures = {}
     for name, config in configs:
@@ -123,7 +124,7 @@ def run_pipeline(spec: PipelineSpec) -> PipelineReport:
             entry["status"] = _train_stage(stage, config, base_changed)
         except Exception as error:  # a failed stage stops the pipeline; earlier stages stay
             entry["status"] = "failed"
-            entry["error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            entry["error"] = first_line(error)
             write_json_atomic(report_file, report.to_json())
             raise UserError(
                 f"pipeline stopped: stage '{stage.name}' failed: {entry['error']} "

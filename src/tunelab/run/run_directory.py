@@ -79,8 +79,7 @@ class RunDirectory:
                 f"output_dir {self.path} already holds a run; pass --overwrite to replace it "
                 "or train.resume=true to continue it"
             )
-        previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
-        if _identity(previous) != _identity(plain_config):
+        if not self._holds_same_run(plain_config):
             raise UserError(
                 f"output_dir {self.path} holds a different run (its config.yaml differs); "
                 "choose another folder or pass --overwrite"
@@ -93,8 +92,9 @@ class RunDirectory:
 
     def holds_finished_run_of(self, plain_config: dict[str, Any]) -> bool:
         """Whether the folder holds a finished run of this same config (budget keys aside)."""
-        if not (self.summary_file.is_file() and self.config_file.is_file()):
-            return False
+        return self.summary_file.is_file() and self.config_file.is_file() and self._holds_same_run(plain_config)
+
+    def _holds_same_run(self, plain_config: dict[str, Any]) -> bool:
         previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
         return _identity(previous) == _identity(plain_config)
 

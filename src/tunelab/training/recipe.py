@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
-from tunelab.data.collate import Batch, collate
+from tunelab.data.collate import Batch, collate, padding_id
 from tunelab.data.pipeline import PreparedData, prepare_data
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
@@ -137,7 +137,6 @@ def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokeni
     scratch = isinstance(config.model, ScratchModelConfig)
     tokenizer = load_tokenizer_folder(config.model.tokenizer) if scratch else load_tokenizer(config.model)
     ensure_chat_template(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     task_column = getattr(config.method, "task_column", None)
     data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column)
     for warning in data.warnings:
@@ -146,7 +145,7 @@ def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokeni
         f"data: {data.train_examples} training examples ({data.data_format}), "
         f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences"
     )
-    return tokenizer, (pad_id if pad_id is not None else 0), data
+    return tokenizer, padding_id(tokenizer), data
 
 
 def model_context_length(model: torch.nn.Module) -> int | None:
