@@ -6,11 +6,13 @@ Bad input (``UserError``) is printed as one ``error: ...`` line with exit code 2
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
 
 from tunelab.errors import UserError
 
@@ -89,7 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = commands.add_parser("methods", help="list the training methods")
     methods.add_argument("--model", help="also count each method's trainable parameters on this model")
+    for module in _command_modules():
+        module.register(commands)
     return parser
+
+
+# Commands that live in modules of their own: each has ``COMMANDS`` (the names it answers),
+# ``register(commands)`` (adds its subparsers) and ``run(args) -> int``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _command_modules() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -179,6 +192,9 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(format_listing(list_methods(args.model)))
         return 0
+    for module in _command_modules():
+        if args.command in module.COMMANDS:
+            return int(module.run(args))
     raise UserError(f"unknown command {args.command}")
 
 
