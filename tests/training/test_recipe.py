@@ -96,3 +96,14 @@ def test_epochs_set_the_step_count(tiny_llama, tmp_path):
     summary = train(config, progress=False).summary
     assert summary["steps"] == 6  # ceil(10 / 4) = 3 steps per epoch
     assert summary["epochs"] == 2
+
+
+def test_a_token_budget_stops_training_at_the_budget(tiny_llama, prompt_completion_file, tmp_path):
+    config = training_config(
+        tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_tokens": 150, "train.max_steps": 100}
+    )
+    summary = train(config, progress=False).summary
+
+    # the budget wins over max_steps: a few steps of ~4 x 12 tokens, stopping at the first step past 150
+    assert 150 <= summary["tokens_seen"] < 150 + 4 * 40
+    assert summary["steps"] < 10

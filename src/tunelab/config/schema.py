@@ -62,6 +62,9 @@ class DataConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, gt=0, description="optimizer steps (overrides epochs)")
+    max_tokens: int | None = Field(
+        None, gt=0, description="stop after this many input tokens (a token budget; wins over max_steps and epochs)"
+    )
     epochs: int = Field(1, gt=0, description="passes over the training data")
     batch_size: int = Field(8, gt=0, description="examples (or packed sequences) per micro-batch")
     grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")

@@ -27,7 +27,16 @@ from tunelab.run.atomic import write_json_atomic, write_text_atomic, write_yaml_
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUMABLE_CHANGES = {
-    "train": {"resume", "max_steps", "epochs", "save_every", "eval_every", "log_every", "keep_checkpoints"},
+    "train": {
+        "resume",
+        "max_steps",
+        "max_tokens",
+        "epochs",
+        "save_every",
+        "eval_every",
+        "log_every",
+        "keep_checkpoints",
+    },
 }
 
 

@@ -91,6 +91,20 @@ def iterate_steps(
         epoch, index = epoch + 1, 0
 
 
+def planned_steps(config: TunelabConfig, data: PreparedData, per_epoch: int, processes: int) -> int:
+    """Optimizer steps of the run: from the token budget, max_steps or epochs (in that order).
+
+    A token budget becomes the steps that the data's mean sequence length needs to reach it, so
+    the learning-rate schedule ends where the budget does; the loop also stops at the budget.
+    """
+    budget = config.train.max_tokens
+    if budget is None:
+        return config.train.max_steps or config.train.epochs * per_epoch
+    mean_tokens = sum(len(item.input_ids) for item in data.train) / max(len(data.train), 1)
+    tokens_per_step = mean_tokens * config.train.batch_size * config.train.grad_accum * processes
+    return max(1, math.ceil(budget / max(tokens_per_step, 1.0)))
+
+
 def check_precision(precision: str) -> None:
     if precision == "fp16" and not torch.cuda.is_available():
         raise UserError("config error: train.precision: fp16 needs a CUDA GPU; use bf16 or fp32")
@@ -221,7 +235,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     model_reference = str(config.model.tokenizer) if scratch else str(config.model)
     process = (accelerator.process_index, accelerator.num_processes)
     per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
-    total_steps = config.train.max_steps or config.train.epochs * per_epoch
+    total_steps = planned_steps(config, data, per_epoch, process[1])
     plan = TrainingPlan(total_steps=total_steps, model_reference=model_reference, task_count=max(len(data.task_ids), 1))
     set_seed(config.train.seed)
     model, base_bytes = _prepare_model(config, method, data, plan, tokenizer)
@@ -261,7 +275,8 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         dynamic_ncols=True,
     )
     model.train()
-    while state.step < total_steps:
+    budget = config.train.max_tokens
+    while state.step < total_steps and (budget is None or state.tokens_seen < budget):
         group, next_position = next(steps)
         started = time.perf_counter()
         batches = [collate([data.train[i] for i in indices], pad_id).to(accelerator.device) for indices in group]
@@ -287,7 +302,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         bar.update(1)
         bar.set_postfix(loss=f"{window.mean_loss():.4f}", tok_s=f"{window.tokens_per_s():.0f}")
 
-        last = state.step == total_steps
+        last = state.step == total_steps or (budget is not None and state.tokens_seen >= budget)
         every = config.train.eval_every
         evaluate = bool(data.eval) and (last or bool(every and state.step % every == 0))
         if last or evaluate or state.step % config.train.log_every == 0:
