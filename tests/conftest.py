@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the feature-based method's embedding cache: one per test session, never the user's own
+os.environ.setdefault("TUNELAB_CACHE_DIR", tempfile.mkdtemp(prefix="tunelab-test-cache-"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -55,6 +58,36 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     from tunelab.models.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2", CORPUS, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tunelab.models.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert", CORPUS, vocab_size=400)
+
+
+SENTIMENT_WORDS = {
+    "positive": ["great", "love", "excellent", "happy", "wonderful"],
+    "negative": ["awful", "hate", "broken", "angry", "terrible"],
+    "neutral": ["tuesday", "package", "table", "report", "window"],
+}
+
+
+def make_labelled_records(count: int, seed: int = 0) -> list[dict[str, str]]:
+    """Texts whose label is given away by one of its words, among filler: learnable in a few steps."""
+    import random
+
+    rng = random.Random(seed)
+    filler = ["the", "a", "it", "was", "and", "we", "my", "this"]
+    labels = sorted(SENTIMENT_WORDS)
+    records = []
+    for index in range(count):
+        label = labels[index % len(labels)]
+        words = [rng.choice(filler) for _ in range(rng.randint(2, 6))]
+        words.insert(rng.randint(0, len(words)), rng.choice(SENTIMENT_WORDS[label]))
+        records.append({"text": " ".join(words), "label": label})
+    return records
 
 
 @pytest.fixture()

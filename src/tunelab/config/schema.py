@@ -25,7 +25,7 @@ class MethodOptions(StrictModel):
     name: str = Field("lora", description="training strategy (see `tunelab methods`)")
 
 
-DataFormat = Literal["auto", "chat", "instruction", "prompt_completion", "text"]
+DataFormat = Literal["auto", "chat", "instruction", "prompt_completion", "text", "classification"]
 
 
 class DataConfig(StrictModel):
@@ -34,7 +34,9 @@ class DataConfig(StrictModel):
     eval_split: float | None = Field(
         None, gt=0, lt=1, description="hold out this share of train for evaluation (when no data.eval)"
     )
-    format: DataFormat = Field("auto", description="auto | chat | instruction | prompt_completion | text")
+    format: DataFormat = Field(
+        "auto", description="auto | chat | instruction | prompt_completion | text | classification (text + label)"
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="map our field names to your columns, e.g. {prompt: question, completion: answer}",
@@ -106,7 +108,9 @@ class TunelabConfig(StrictModel):
     model: str | ScratchModelConfig | None = Field(
         None, description="hub id, local model folder, finished tunelab run folder, or {init: scratch, ...}"
     )
-    task: Literal["causal_lm"] = Field("causal_lm", description="causal_lm")
+    task: Literal["causal_lm", "classification"] = Field(
+        "causal_lm", description="causal_lm (generate text) | classification (a label per text)"
+    )
     method: SerializeAsAny[MethodOptions] = Field(
         default_factory=MethodOptions, validate_default=True, description="method.name + options"
     )
@@ -120,6 +124,20 @@ class TunelabConfig(StrictModel):
         from tunelab.methods.registry import parse_method_options
 
         return parse_method_options(value)
+
+    @model_validator(mode="after")
+    def _data_fits_task(self) -> TunelabConfig:
+        classification_data = self.data.format == "classification"
+        if self.task == "classification":
+            if self.data.format not in ("auto", "classification"):
+                raise ValueError("task classification needs data.format classification (text + label)")
+            if self.data.packing or self.data.blocks:
+                raise ValueError("task classification takes one text per example: no data.packing or data.blocks")
+            if isinstance(self.model, ScratchModelConfig):
+                raise ValueError("task classification starts from a pretrained model, not model.init: scratch")
+        elif classification_data:
+            raise ValueError("data.format classification needs task: classification")
+        return self
 
     def to_plain(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (paths as strings)."""

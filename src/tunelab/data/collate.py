@@ -1,5 +1,8 @@
 """Turn a list of examples (or packed sequences) into padded tensors for one micro-batch.
 
+Language-model items get token labels; classification items a label index each, and embedded
+items (feature-based training) their stacked feature vectors.
+
 Unpacked batches get a 2-D ``attention_mask``. Packed batches get ``position_ids`` and no mask
 (see ``packing``); their padding is given positions restarting at 0, so it forms a segment of
 its own that no real token attends to. Every batch asks for ``use_cache=False``: transformers
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tunelab.data.classification import ClassificationExample, EmbeddedExample
 from tunelab.data.packing import PackedSequence
 from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
 
@@ -39,7 +43,43 @@ class Batch:
         return Batch(inputs, self.labels.to(device), self.real_tokens)
 
 
-def collate(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -> Batch:
+def collate_classification(
+    items: list[ClassificationExample] | list[EmbeddedExample], pad_id: int, padding_side: str = "right"
+) -> Batch:
+    """Texts padded to the longest (on ``padding_side``) with their label indices, or stacked features.
+
+    Decoders classify from the last position; they are padded on the left so that it is the
+    text's last token even where transformers cannot see the ids (prompt tuning passes embeddings).
+    """
+    import torch
+
+    labels = torch.tensor([item.label for item in items])
+    if isinstance(items[0], EmbeddedExample):
+        features = torch.stack([item.features for item in items])
+        return Batch({"features": features}, labels, sum(item.tokens for item in items))
+    width = max(len(item.input_ids) for item in items)
+    input_ids, masks = [], []
+    for item in items:
+        padding = [pad_id] * (width - len(item.input_ids))
+        ones, zeros = [1] * len(item.input_ids), [0] * len(padding)
+        left = padding_side == "left"
+        input_ids.append(padding + item.input_ids if left else item.input_ids + padding)
+        masks.append(zeros + ones if left else ones + zeros)
+    inputs: dict[str, torch.Tensor | bool] = {
+        "input_ids": torch.tensor(input_ids),
+        "attention_mask": torch.tensor(masks),
+    }
+    return Batch(inputs, labels, sum(len(item.input_ids) for item in items))
+
+
+def collate(items: list, pad_id: int, padding_side: str = "right") -> Batch:
+    """One micro-batch of any kind of item: language-model, packed, classification or embedded."""
+    if isinstance(items[0], ClassificationExample | EmbeddedExample):
+        return collate_classification(items, pad_id, padding_side)
+    return collate_tokens(items, pad_id)
+
+
+def collate_tokens(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -> Batch:
     import torch
 
     width = max(len(item.input_ids) for item in items)

@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING
 
 from tunelab.config.schema import DataConfig
 from tunelab.data.blocks import cut_into_blocks
+from tunelab.data.classification import (
+    ClassificationExample,
+    EmbeddedExample,
+    encode_labelled_rows,
+    label_names,
+    read_labelled_rows,
+)
 from tunelab.data.formats import check_columns, detect_format, format_dataset, rename_columns, task_id_mapping
 from tunelab.data.loading import load_rows
 from tunelab.data.packing import PackedSequence, pack_examples
@@ -31,11 +38,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class PreparedData:
     data_format: str
-    train: list[TokenizedExample] | list[PackedSequence]
-    eval: list[TokenizedExample] | list[PackedSequence]
+    train: list[TokenizedExample] | list[PackedSequence] | list[ClassificationExample] | list[EmbeddedExample]
+    eval: list[TokenizedExample] | list[PackedSequence] | list[ClassificationExample] | list[EmbeddedExample]
     train_examples: int
     warnings: list[str] = field(default_factory=list)
     task_ids: dict[str, int] = field(default_factory=dict)  # task name -> id, with a task column
+    labels: list[str] = field(default_factory=list)  # classification: label names in index order
+    method_seconds: float = 0.0  # time the method spent turning items into its inputs (embedding)
 
 
 def _rows_with_format(path: Path, config: DataConfig) -> tuple[Dataset, str]:
@@ -80,6 +89,24 @@ def split_off(items: list, share: float, seed: int) -> tuple[list, list]:
     held = set(order[:held_count])
     kept = [item for index, item in enumerate(items) if index not in held]
     return kept, [item for index, item in enumerate(items) if index in held]
+
+
+def prepare_classification_data(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+    """Training and evaluation examples of text and label; the label set is the training file's."""
+    assert config.train is not None
+    train_path = Path(config.train)
+    train_rows = read_labelled_rows(train_path, config)
+    labels = label_names(train_rows, train_path)
+    warnings: list[str] = []
+    encode = {"labels": labels, "tokenizer": tokenizer, "max_length": config.max_length, "overlong": config.overlong}
+    train_items = encode_labelled_rows(train_rows, train_path, warnings=warnings, **encode)
+    eval_items: list[ClassificationExample] = []
+    if config.eval is not None:
+        eval_path = Path(config.eval)
+        eval_items = encode_labelled_rows(read_labelled_rows(eval_path, config), eval_path, warnings=warnings, **encode)
+    elif config.eval_split is not None:
+        train_items, eval_items = split_off(train_items, config.eval_split, seed)
+    return PreparedData("classification", train_items, eval_items, len(train_items), warnings, labels=labels)
 
 
 def prepare_data(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import TrainingPlan, peft_task_type
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class AdaLora(PeftAdapterMethod):
     supports_resume = False  # the allocator's importance scores and rank pattern are not checkpointed
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import AdaLoraConfig, TaskType
+        from peft import AdaLoraConfig
 
         assert isinstance(options, AdaLoraOptions)
         total = max(plan.total_steps, 3)
@@ -61,7 +61,7 @@ class AdaLora(PeftAdapterMethod):
         if total - tinit - tfinal <= 0:
             tinit, tfinal = 0, 0
         return AdaLoraConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             init_r=options.init_r,
             target_r=options.target_r,
             lora_alpha=options.alpha,

@@ -18,14 +18,26 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from tunelab.data.pipeline import PreparedData
+    from tunelab.models.loading import ClassifierHead
+
 
 @dataclass(frozen=True)
 class TrainingPlan:
     """What a method may need to know about the run when it prepares the model."""
 
     total_steps: int = 1
+    task: str = "causal_lm"  # or "classification": PEFT's task type and which head trains
+    labels: tuple[str, ...] = ()  # classification: the label names, in index order
     model_reference: str = ""  # where the tokenizer lives (prompt tuning initialised from text)
     task_count: int = 1  # distinct task ids in the data (multi-task prompt tuning)
+
+
+def peft_task_type(plan: TrainingPlan) -> str:
+    """PEFT's task type for the run: a classifier's head is then trained and saved with the adapter."""
+    from peft import TaskType
+
+    return TaskType.SEQ_CLS if plan.task == "classification" else TaskType.CAUSAL_LM
 
 
 class Method:
@@ -43,22 +55,27 @@ class Method:
     supports_packing: ClassVar[bool] = True
     # False where state outside the weights and optimizer (AdaLoRA's allocator) is not checkpointed.
     supports_resume: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")  # the tasks it can train
 
-    def load_base(self, reference: str, precision: str) -> nn.Module:
-        """The model training starts from; whole-model methods keep fp32 master weights."""
+    def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
+        """The model training starts from (with ``head``, a classifier); whole-model methods keep fp32 weights."""
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import load_model
 
-        return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
+        return load_model(reference, dtype=torch.float32, merge_adapters=True, head=head)
 
-    def load_merge_base(self, reference: str) -> nn.Module:
+    def load_merge_base(self, reference: str, head: ClassifierHead | None = None) -> nn.Module:
         """The full-precision base an adapter is merged into."""
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import load_model
 
-        return load_causal_lm(reference, dtype=torch.float32, merge_adapters=True)
+        return load_model(reference, dtype=torch.float32, merge_adapters=True, head=head)
+
+    def transform_items(self, model: nn.Module, data: PreparedData, options: MethodOptions) -> PreparedData:
+        """The training items this method's model takes (feature-based: embeddings instead of tokens)."""
+        return data
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         """Return the model to train, with ``requires_grad`` set on exactly what trains."""

@@ -37,15 +37,18 @@ from tunelab.errors import UserError
 from tunelab.methods.base import Method
 from tunelab.methods.last_layers import find_transformer_blocks
 from tunelab.methods.peft_adapter import HALF_PRECISION
+from tunelab.models.heads import classification_head
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from tunelab.methods.base import TrainingPlan
+    from tunelab.models.loading import ClassifierHead
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "bottleneck_adapter_config.json"
+HEAD_PREFIX = "head."  # a classifier's head weights, saved beside the adapters
 BLOCK_ATTRIBUTE = "bottleneck_adapters"  # the submodule of each block that holds its adapters
 
 Variant = Literal["houlsby", "pfeiffer"]
@@ -216,19 +219,21 @@ class BottleneckAdapter(Method):
     saves_adapter_only = True
     can_merge = False
 
-    def load_base(self, reference: str, precision: str) -> nn.Module:
+    def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The frozen base in the run's precision (bf16 / fp16 halve its memory); adapters stay fp32."""
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import load_model
 
         dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
-        return load_causal_lm(reference, dtype=dtype, merge_adapters=True)
+        return load_model(reference, dtype=dtype, merge_adapters=True, head=head)
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         assert isinstance(options, AdapterOptions)
         model.requires_grad_(False)
         add_bottleneck_adapters(model, options)
+        for module in classification_head(model).values():  # a classifier's fresh head trains too
+            module.requires_grad_(True)
         return model
 
     def save_artifact(self, model: nn.Module, directory: Path, base_reference: str) -> None:
@@ -236,6 +241,9 @@ class BottleneckAdapter(Method):
 
         adapters = find_bottleneck_adapters(model)
         weights = {key: tensor.detach().contiguous().cpu() for key, tensor in adapters.state_dict().items()}
+        for name, module in classification_head(model).items():
+            for key, tensor in module.state_dict().items():
+                weights[f"{HEAD_PREFIX}{name}.{key}"] = tensor.detach().contiguous().cpu()
         save_file(weights, Path(directory) / WEIGHTS_FILE, metadata={"format": "pt"})
         options: AdapterOptions = adapters[0].options
         config = {
@@ -254,8 +262,12 @@ class BottleneckAdapter(Method):
         if not weights_path.is_file():
             raise UserError(f"{weights_path}: file not found")
         adapters = add_bottleneck_adapters(base_model, options)
+        weights = load_file(weights_path)
+        head_weights = {key[len(HEAD_PREFIX) :]: value for key, value in weights.items() if key.startswith(HEAD_PREFIX)}
         try:
-            adapters.load_state_dict(load_file(weights_path), strict=True)
+            adapters.load_state_dict({k: v for k, v in weights.items() if not k.startswith(HEAD_PREFIX)}, strict=True)
+            if head_weights and base_model.load_state_dict(head_weights, strict=False).unexpected_keys:
+                raise RuntimeError(f"classifier head weights do not fit: {sorted(head_weights)[:3]}")
         except RuntimeError as error:
             detail = " ".join(str(error).split())
             raise UserError(f"{weights_path} does not fit {type(base_model).__name__}: {detail}") from None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import TrainingPlan, peft_task_type
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -32,11 +32,11 @@ class Ia3(PeftAdapterMethod):
     can_merge = True
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import IA3Config, TaskType
+        from peft import IA3Config
 
         assert isinstance(options, Ia3Options)
         return IA3Config(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             target_modules=options.target_modules,
             feedforward_modules=options.feedforward_modules,
         )

@@ -17,6 +17,7 @@ from pydantic import Field
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
+from tunelab.models.heads import classification_head
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,7 +61,7 @@ class LastLayers(Method):
     name = "last_layers"
     options_type = LastLayersOptions
     summary = "train only the top N blocks and the output head"
-    trains = "top N blocks, final norm, output head"
+    trains = "top N blocks, final norm, output head (or classification head)"
     can_merge = True
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
@@ -74,6 +75,8 @@ class LastLayers(Method):
         norm = find_final_norm(model, blocks)
         if norm is not None:
             norm.requires_grad_(True)
+        for module in classification_head(model).values():
+            module.requires_grad_(True)
         head = model.get_output_embeddings()
         if head is not None:
             head.requires_grad_(True)

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import TrainingPlan, peft_task_type
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -52,9 +52,9 @@ class LlamaAdapter(PeftAdapterMethod):
         return super().prepare(model, options, plan)
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import AdaptionPromptConfig, TaskType
+        from peft import AdaptionPromptConfig
 
         assert isinstance(options, LlamaAdapterOptions)
         return AdaptionPromptConfig(
-            task_type=TaskType.CAUSAL_LM, adapter_len=options.adapter_len, adapter_layers=options.adapter_layers
+            task_type=peft_task_type(plan), adapter_len=options.adapter_len, adapter_layers=options.adapter_layers
         )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import TrainingPlan, peft_task_type
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -32,11 +32,11 @@ class Lora(PeftAdapterMethod):
     can_merge = True
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import LoraConfig, TaskType
+        from peft import LoraConfig
 
         assert isinstance(options, LoraOptions)
         return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             r=options.r,
             lora_alpha=options.alpha,
             lora_dropout=options.dropout,

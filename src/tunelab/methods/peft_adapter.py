@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from peft import PeftConfig
     from torch import nn
 
+    from tunelab.models.loading import ClassifierHead
+
 HALF_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -26,15 +28,15 @@ class PeftAdapterMethod(Method):
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:  # pragma: no cover
         raise NotImplementedError  # every subclass says which PEFT config its options become
 
-    def load_base(self, reference: str, precision: str) -> nn.Module:
+    def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The frozen base in the run's precision (bf16 / fp16 halve its memory); PEFT keeps the
         adapter weights in fp32 (``autocast_adapter_dtype``)."""
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import load_model
 
         dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
-        return load_causal_lm(reference, dtype=dtype, merge_adapters=True)
+        return load_model(reference, dtype=dtype, merge_adapters=True, head=head)
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         import torch

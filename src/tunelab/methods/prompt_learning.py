@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import TrainingPlan, peft_task_type
 from tunelab.methods.peft_adapter import PeftAdapterMethod
 
 if TYPE_CHECKING:
@@ -48,11 +48,11 @@ class PrefixTuning(PromptLearningMethod):
     prepends_tokens = False  # the prefix lives in the KV cache; logits keep the input's length
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import PrefixTuningConfig, TaskType
+        from peft import PrefixTuningConfig
 
         assert isinstance(options, PrefixOptions)
         return PrefixTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             num_virtual_tokens=options.virtual_tokens,
             prefix_projection=options.projection,
             encoder_hidden_size=options.projection_hidden_size,
@@ -72,19 +72,19 @@ class PromptTuning(PromptLearningMethod):
     trains = "virtual token embeddings"
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+        from peft import PromptTuningConfig, PromptTuningInit
 
         assert isinstance(options, PromptOptions)
         if options.init_text:
             return PromptTuningConfig(
-                task_type=TaskType.CAUSAL_LM,
+                task_type=peft_task_type(plan),
                 num_virtual_tokens=options.virtual_tokens,
                 prompt_tuning_init=PromptTuningInit.TEXT,
                 prompt_tuning_init_text=options.init_text,
                 tokenizer_name_or_path=plan.model_reference,
             )
         return PromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             num_virtual_tokens=options.virtual_tokens,
             prompt_tuning_init=PromptTuningInit.RANDOM,
         )
@@ -104,12 +104,12 @@ class Ptuning(PromptLearningMethod):
     trains = "the prompt encoder and its input embeddings"
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import PromptEncoderConfig, PromptEncoderReparameterizationType, TaskType
+        from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
 
         assert isinstance(options, PtuningOptions)
         kind = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
         return PromptEncoderConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             num_virtual_tokens=options.virtual_tokens,
             encoder_reparameterization_type=kind[options.encoder],
             encoder_hidden_size=options.encoder_hidden_size,
@@ -128,13 +128,14 @@ class MultitaskPromptTuning(PromptLearningMethod):
     options_type = MultitaskPromptOptions
     summary = "a shared prompt modulated per task, the task read from a data column (PEFT)"
     trains = "shared prompt plus low-rank per-task factors"
+    tasks = ("causal_lm",)  # PEFT's multi-task prompt needs task ids, which a classification batch lacks
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import MultitaskPromptTuningConfig, MultitaskPromptTuningInit, TaskType
+        from peft import MultitaskPromptTuningConfig, MultitaskPromptTuningInit
 
         assert isinstance(options, MultitaskPromptOptions)
         return MultitaskPromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=peft_task_type(plan),
             num_virtual_tokens=options.virtual_tokens,
             num_tasks=plan.task_count,
             num_ranks=options.task_rank,

@@ -18,6 +18,8 @@ from tunelab.models.resolve import is_run_folder, model_location, read_run_confi
 if TYPE_CHECKING:
     from torch import nn
 
+    from tunelab.models.loading import ClassifierHead
+
 COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -42,10 +44,10 @@ class Qlora(Lora):
     summary = "LoRA on a 4-bit NF4 base with double quantisation (bitsandbytes + PEFT)"
     trains = "low-rank A, B matrices; the base stays 4-bit"
 
-    def load_base(self, reference: str, precision: str) -> nn.Module:
+    def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import load_model
 
         try:
             import bitsandbytes  # noqa: F401
@@ -64,17 +66,17 @@ class Qlora(Lora):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-        return load_causal_lm(reference, dtype=compute, quantization=quantization)
+        return load_model(reference, dtype=compute, quantization=quantization, head=head)
 
-    def load_merge_base(self, reference: str) -> nn.Module:
+    def load_merge_base(self, reference: str, head: ClassifierHead | None = None) -> nn.Module:
         """The 4-bit base the adapter trained against, dequantised to full precision."""
         import torch
 
         if uses_conv1d(reference):
             # dequantize() turns GPT-2's Conv1D into nn.Linear, which would save transposed weights;
             # there the adapter merges into the original full-precision weights instead.
-            return super().load_merge_base(reference)
-        base = self.load_base(reference, "fp32").dequantize()
+            return super().load_merge_base(reference, head)
+        base = self.load_base(reference, "fp32", head).dequantize()
         return base.to(torch.float32)
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:

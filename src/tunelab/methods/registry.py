@@ -26,6 +26,7 @@ class MethodOptionError(ValueError):
 def _builtin_methods() -> list[Method]:
     from tunelab.methods.adalora import AdaLora
     from tunelab.methods.bottleneck_adapter import BottleneckAdapter
+    from tunelab.methods.features import FeatureBased
     from tunelab.methods.full import FullFineTuning
     from tunelab.methods.ia3 import Ia3
     from tunelab.methods.last_layers import LastLayers
@@ -48,6 +49,7 @@ def _builtin_methods() -> list[Method]:
         MultitaskPromptTuning(),
         LlamaAdapter(),
         BottleneckAdapter(),
+        FeatureBased(),
     ]
 
 

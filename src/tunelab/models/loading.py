@@ -6,11 +6,19 @@ folder) with the adapter on top; otherwise the whole model saved in the folder.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import UserError, first_line
-from tunelab.models.resolve import check_model_reference, is_run_folder, model_location, read_run_config
+from tunelab.models.resolve import (
+    RUN_SUMMARY_FILE,
+    check_model_reference,
+    is_run_folder,
+    model_location,
+    read_run_config,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -39,40 +47,90 @@ def load_tokenizer_folder(folder: Path) -> PreTrainedTokenizerBase:
         raise UserError(f"model.tokenizer: cannot load a tokenizer from {folder}: {first_line(error)}") from None
 
 
-def _load_pretrained(reference: str, dtype: torch.dtype | None, quantization: object | None = None) -> nn.Module:
-    from transformers import AutoModelForCausalLM
+@dataclass(frozen=True)
+class ClassifierHead:
+    """A sequence-classification head to put on the model: its labels (index order) and padding id.
+
+    Decoders (Llama, GPT-2, Qwen2) classify from the last non-padding token, which transformers
+    finds through ``pad_token_id``; their tokenizers often have none, so we pass ours.
+    """
+
+    labels: tuple[str, ...]
+    pad_token_id: int | None = None
+
+    def config_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: index for index, label in enumerate(self.labels)},
+        }
+        if self.pad_token_id is not None:
+            kwargs["pad_token_id"] = self.pad_token_id
+        return kwargs
+
+
+def run_head(reference: str | Path) -> ClassifierHead | None:
+    """The classification head a finished run was trained with (None for language-model runs)."""
+    summary_path = Path(reference) / RUN_SUMMARY_FILE
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if summary.get("task") != "classification":
+        return None
+    return ClassifierHead(tuple(summary["labels"]), summary.get("pad_token_id"))
+
+
+def _load_pretrained(
+    reference: str, dtype: torch.dtype | None, quantization: object | None = None, head: ClassifierHead | None = None
+) -> nn.Module:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # our own progress bar is the one that matters
-    extra = {"quantization_config": quantization} if quantization is not None else {}
+    extra: dict[str, Any] = {"quantization_config": quantization} if quantization is not None else {}
+    auto_class = AutoModelForCausalLM
+    if head is not None:
+        auto_class = AutoModelForSequenceClassification
+        extra.update(head.config_kwargs())
     try:
-        return AutoModelForCausalLM.from_pretrained(model_location(reference), dtype=dtype or "auto", **extra)
+        return auto_class.from_pretrained(model_location(reference), dtype=dtype or "auto", **extra)
     except (OSError, ValueError) as error:
         raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
 
 
-def load_causal_lm(
-    reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False, quantization: object | None = None
+def load_model(
+    reference: str,
+    dtype: torch.dtype | None = None,
+    merge_adapters: bool = False,
+    quantization: object | None = None,
+    head: ClassifierHead | None = None,
 ) -> nn.Module:
-    """The model a reference names.
+    """The model a reference names: a causal LM, or with ``head`` a sequence classifier.
 
     For an adapter run: its base loaded as the run's method trained it (e.g. 4-bit for qlora)
     with the adapter on top; with ``merge_adapters``, a full-precision base with the adapter
-    merged in, ready to train further or to save standalone.
+    merged in, ready to train further or to save standalone. A classification run brings its
+    own head (labels) unless one is given.
     """
     check_model_reference(reference)
     if not is_run_folder(reference):
-        return _load_pretrained(reference, dtype, quantization)
+        return _load_pretrained(reference, dtype, quantization, head)
+    head = head or run_head(reference)
     run_config = read_run_config(reference)
     from tunelab.methods.registry import get_method
 
     method = get_method(run_config["method"]["name"])
     if not method.saves_adapter_only:
-        return _load_pretrained(reference, dtype, quantization)
+        return _load_pretrained(reference, dtype, quantization, head)
     if not merge_adapters:
-        base = method.load_base(run_config["model"], run_config.get("train", {}).get("precision", "fp32"))
+        base = method.load_base(run_config["model"], run_config.get("train", {}).get("precision", "fp32"), head)
         return method.load_artifact(base, Path(reference))
     if not method.can_merge:
         raise UserError(f"model: run {reference} used method '{method.name}', which cannot be merged into its base")
-    base = method.load_merge_base(run_config["model"])
+    base = method.load_merge_base(run_config["model"], head)
     return method.merge(method.load_artifact(base, Path(reference)), Path(reference))
+
+
+def load_causal_lm(
+    reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False, quantization: object | None = None
+) -> nn.Module:
+    """``load_model`` for a language model (a classification run still loads as its classifier)."""
+    return load_model(reference, dtype, merge_adapters, quantization)

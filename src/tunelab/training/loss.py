@@ -1,4 +1,7 @@
-"""Summed next-token cross-entropy, so accumulation can normalise by the tokens of a whole step.
+"""Summed cross-entropy, so accumulation can normalise by the targets of a whole step.
+
+Language-model labels are ``[batch, tokens]`` (next-token targets, -100 where there is no loss);
+classification labels are ``[batch]`` class indices, one target per example.
 
 Averaging per micro-batch and then across micro-batches weights a short batch's tokens more
 than a long batch's (the known gradient-accumulation bug). We return the sum and the count;
@@ -28,3 +31,15 @@ def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
+
+
+def count_targets(labels: torch.Tensor) -> int:
+    """Targets in a batch: tokens with a loss, or examples for classification labels."""
+    return labels.numel() if labels.dim() == 1 else count_target_tokens(labels)
+
+
+def summed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The batch's summed cross-entropy over its targets (tokens, or one class per example)."""
+    if labels.dim() == 1:
+        return F.cross_entropy(logits.float(), labels, reduction="sum")
+    return summed_token_loss(logits, labels)

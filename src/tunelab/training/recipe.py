@@ -17,9 +17,10 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +31,17 @@ from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import Batch, collate, padding_id
-from tunelab.data.pipeline import PreparedData, prepare_data
+from tunelab.data.pipeline import PreparedData, prepare_classification_data, prepare_data
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
-from tunelab.models.loading import load_tokenizer, load_tokenizer_folder
+from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder
 from tunelab.models.scratch import build_scratch_model
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
-from tunelab.training.loss import count_target_tokens, summed_token_loss
+from tunelab.training.classification import classification_summary, padding_side_for
+from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
 from tunelab.training.optim import build_optimizer, build_scheduler
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunelab")
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+BatchMaker = Callable[[list], Batch]
 
 
 @dataclass
@@ -114,23 +117,45 @@ def sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
-def evaluate_loss(
-    model: torch.nn.Module, method: Method, items: list, batch_size: int, pad_id: int, accelerator: Accelerator
-) -> float:
-    """Mean loss per target token over ``items`` (token-weighted, across all processes)."""
+def batch_logits(model: torch.nn.Module, method: Method, batch: Batch) -> torch.Tensor:
+    """The model's logits for a batch, lined up with its labels."""
+    logits = model(**batch.model_inputs).logits
+    return method.align_logits(logits, batch.labels) if batch.labels.dim() == 2 else logits
+
+
+@dataclass
+class Evaluation:
+    loss: float  # mean loss per target (token, or example for classification)
+    predictions: list[int] | None = None  # classification: the predicted label index of each item
+
+
+def evaluate(
+    model: torch.nn.Module,
+    method: Method,
+    items: list,
+    batch_size: int,
+    make_batch: BatchMaker,
+    accelerator: Accelerator,
+) -> Evaluation:
+    """Mean loss per target over ``items`` (target-weighted, across all processes); for
+    classification also every item's predicted label (single process: items are not split)."""
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, device=accelerator.device, dtype=sum_dtype(accelerator.device))
+    classify = accelerator.num_processes == 1 and bool(items) and not hasattr(items[0], "labels")
+    predictions: list[int] = []
     starts = range(accelerator.process_index * batch_size, len(items), batch_size * accelerator.num_processes)
     with torch.no_grad():
         for start in starts:
-            batch = collate(items[start : start + batch_size], pad_id).to(accelerator.device)
-            logits = method.align_logits(model(**batch.model_inputs).logits, batch.labels)
-            totals[0] += summed_token_loss(logits, batch.labels)
-            totals[1] += count_target_tokens(batch.labels)
+            batch = make_batch(items[start : start + batch_size]).to(accelerator.device)
+            logits = batch_logits(model, method, batch)
+            totals[0] += summed_loss(logits, batch.labels)
+            totals[1] += count_targets(batch.labels)
+            if classify:
+                predictions.extend(logits.argmax(dim=-1).tolist())
     totals = accelerator.reduce(totals, "sum")
     model.train(was_training)
-    return float(totals[0] / totals[1].clamp(min=1))
+    return Evaluation(float(totals[0] / totals[1].clamp(min=1)), predictions if classify else None)
 
 
 def _new_accelerator(precision: str) -> Accelerator:
@@ -150,9 +175,12 @@ def _new_accelerator(precision: str) -> Accelerator:
 def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokenizerBase, int, PreparedData]:
     scratch = isinstance(config.model, ScratchModelConfig)
     tokenizer = load_tokenizer_folder(config.model.tokenizer) if scratch else load_tokenizer(config.model)
-    ensure_chat_template(tokenizer)
-    task_column = getattr(config.method, "task_column", None)
-    data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column)
+    if config.task == "classification":
+        data = prepare_classification_data(config.data, tokenizer, config.train.seed)
+    else:
+        ensure_chat_template(tokenizer)
+        task_column = getattr(config.method, "task_column", None)
+        data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column)
     for warning in data.warnings:
         log.warning(warning)
     log.info(
@@ -172,9 +200,15 @@ def model_context_length(model: torch.nn.Module) -> int | None:
 
 
 def _prepare_model(
-    config: TunelabConfig, method: Method, data: PreparedData, plan: TrainingPlan, tokenizer: PreTrainedTokenizerBase
-) -> tuple[torch.nn.Module, int]:
-    """The model ready to train, and the bytes its base weights take (before the method's additions)."""
+    config: TunelabConfig,
+    method: Method,
+    data: PreparedData,
+    plan: TrainingPlan,
+    tokenizer: PreTrainedTokenizerBase,
+    pad_id: int,
+) -> tuple[torch.nn.Module, int, PreparedData, str]:
+    """The model ready to train, the bytes its base weights take (before the method's additions),
+    the items it trains on (the method may turn them into features) and the side to pad on."""
     if isinstance(config.model, ScratchModelConfig):
         if method.saves_adapter_only:
             raise UserError(
@@ -183,7 +217,8 @@ def _prepare_model(
             )
         model = build_scratch_model(config.model, tokenizer)
     else:
-        model = method.load_base(config.model, config.train.precision)
+        head = ClassifierHead(tuple(data.labels), pad_id) if config.task == "classification" else None
+        model = method.load_base(config.model, config.train.precision, head)
     context = model_context_length(model)
     # prompt methods put their virtual tokens (or prefix) in front of every sequence
     longest = max(len(item.input_ids) for item in [*data.train, *data.eval]) + getattr(
@@ -202,7 +237,9 @@ def _prepare_model(
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     base_bytes = weights_bytes(model)
-    return method.prepare(model, config.method, plan), base_bytes
+    side = padding_side_for(model)
+    data = method.transform_items(model, data, config.method)
+    return method.prepare(model, config.method, plan), base_bytes, data, side
 
 
 def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
@@ -218,6 +255,11 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         raise UserError(
             f"config error: train.resume: method '{method.name}' cannot resume mid-run "
             "(its rank allocator's state is not checkpointed); start the run again with --overwrite"
+        )
+    if config.task not in method.tasks:
+        raise UserError(
+            f"config error: method.name: method '{method.name}' does not train task '{config.task}' "
+            f"(it trains: {', '.join(method.tasks)})"
         )
     if config.data.packing and not method.supports_packing:
         raise UserError(
@@ -236,9 +278,17 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     process = (accelerator.process_index, accelerator.num_processes)
     per_epoch = optimizer_steps_per_epoch(len(data.train), config.train.batch_size, config.train.grad_accum, process[1])
     total_steps = planned_steps(config, data, per_epoch, process[1])
-    plan = TrainingPlan(total_steps=total_steps, model_reference=model_reference, task_count=max(len(data.task_ids), 1))
+    plan = TrainingPlan(
+        total_steps=total_steps,
+        model_reference=model_reference,
+        task_count=max(len(data.task_ids), 1),
+        task=config.task,
+        labels=tuple(data.labels),
+    )
     set_seed(config.train.seed)
-    model, base_bytes = _prepare_model(config, method, data, plan, tokenizer)
+    reset_peak_memory(accelerator.device)  # the peak covers loading the model, preparing it and training
+    model, base_bytes, data, padding_side = _prepare_model(config, method, data, plan, tokenizer, pad_id)
+    make_batch = partial(collate, pad_id=pad_id, padding_side=padding_side)
     trainable_params, total_params = count_parameters(model)
     log.info(
         f"method {method.name}: {trainable_params:,} of {total_params:,} parameters train "
@@ -261,11 +311,11 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         log.info(f"resumed from {checkpoints[-1].name} (step {state.step}, epoch {state.position.epoch})")
 
     # 4. The loop.
-    reset_peak_memory(accelerator.device)
     steps = iterate_steps(
         len(data.train), config.train.batch_size, config.train.grad_accum, config.train.seed, state.position, process
     )
     window, last_train_loss, last_eval_loss = LossWindow(), math.nan, None
+    last_eval: Evaluation | None = None
     bar = tqdm(
         total=total_steps,
         initial=state.step,
@@ -279,7 +329,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     while state.step < total_steps and (budget is None or state.tokens_seen < budget):
         group, next_position = next(steps)
         started = time.perf_counter()
-        batches = [collate([data.train[i] for i in indices], pad_id).to(accelerator.device) for indices in group]
+        batches = [make_batch([data.train[i] for i in indices]).to(accelerator.device) for indices in group]
         step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator)
         if config.train.max_grad_norm is not None:
             accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
@@ -304,8 +354,8 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
         last = state.step == total_steps or (budget is not None and state.tokens_seen >= budget)
         every = config.train.eval_every
-        evaluate = bool(data.eval) and (last or bool(every and state.step % every == 0))
-        if last or evaluate or state.step % config.train.log_every == 0:
+        due_for_eval = bool(data.eval) and (last or bool(every and state.step % every == 0))
+        if last or due_for_eval or state.step % config.train.log_every == 0:
             record: dict[str, Any] = {
                 "step": state.step,
                 "epoch": round(state.step / per_epoch, 4),
@@ -315,9 +365,12 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
                 "tokens_per_s": window.tokens_per_s(),
             }
             last_train_loss = window.mean_loss()
-            if evaluate:
-                last_eval_loss = evaluate_loss(model, method, data.eval, config.train.batch_size, pad_id, accelerator)
+            if due_for_eval:
+                last_eval = evaluate(model, method, data.eval, config.train.batch_size, make_batch, accelerator)
+                last_eval_loss = last_eval.loss
                 record["eval_loss"] = last_eval_loss
+                if last_eval.predictions is not None:
+                    record["eval_accuracy"] = classification_summary(data, last_eval.predictions)["accuracy"]
             if accelerator.is_main_process:
                 run.append_metrics(record)
             window = LossWindow()
@@ -348,7 +401,9 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "trainable_params": trainable_params,
         "total_params": total_params,
         "trainable_pct": 100.0 * trainable_params / total_params,
-        "train_time_s": state.train_time_s,
+        # the optimizer steps, plus the embedding pass of feature-based training (0 when cached)
+        "train_time_s": state.train_time_s + data.method_seconds,
+        "method_prep_time_s": data.method_seconds,
         "tokens_per_s": state.tokens_seen / max(state.train_time_s, 1e-9),
         "peak_memory_bytes": peak_memory_bytes(accelerator.device),
         "base_weights_bytes": base_bytes,
@@ -365,6 +420,13 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         summary["task_ids"] = data.task_ids  # multi-task prompt tuning: task name -> id
     if data.eval:
         summary["eval_loss"] = last_eval_loss
+    if config.task == "classification":
+        summary["labels"] = data.labels
+        summary["pad_token_id"] = pad_id
+        if data.eval and last_eval is None:  # resumed at the very end: evaluate the trained model again
+            last_eval = evaluate(model, method, data.eval, config.train.batch_size, make_batch, accelerator)
+        if last_eval is not None and last_eval.predictions is not None:
+            summary.update(classification_summary(data, last_eval.predictions))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_artifact(run, method, unwrapped, tokenizer, model_reference)
@@ -384,7 +446,7 @@ def _accumulate(
     processes), so the accumulated gradient is the gradient of the step's mean token loss.
     Returns the step's (summed loss, target tokens, input tokens), summed over processes.
     """
-    local_targets = sum(count_target_tokens(batch.labels) for batch in batches)
+    local_targets = sum(count_targets(batch.labels) for batch in batches)
     local_tokens = sum(batch.real_tokens for batch in batches)
     counts = torch.tensor([local_targets, local_tokens], device=accelerator.device)
     if accelerator.num_processes > 1:
@@ -396,8 +458,7 @@ def _accumulate(
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            logits = method.align_logits(model(**batch.model_inputs).logits, batch.labels)
-            loss_sum = summed_token_loss(logits, batch.labels)
+            loss_sum = summed_loss(batch_logits(model, method, batch), batch.labels)
             objective = loss_sum * scale
             extra = method.regularization(accelerator.unwrap_model(model)) if last else None
             if extra is not None:  # once per optimizer step, like a term of the step's mean loss

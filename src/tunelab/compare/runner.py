@@ -1,0 +1,175 @@
+"""Run a comparison: train every entry under the same budget, one after another, and record each.
+
+Each entry trains with ``tunelab.training.recipe.train`` into ``output_dir/runs/<name>``. Running a
+comparison again keeps what is done: an entry whose folder holds its finished run (same config,
+same budget, by ``RunDirectory``'s rules) is not retrained; an entry that was interrupted (its
+folder has checkpoints but no summary) resumes from its latest checkpoint; a failed entry is tried
+again. ``only=NAME`` trains that entry from scratch and leaves the others as they are.
+
+A failing entry (bad options, out of memory, a library's error) is recorded with its error's
+first line and the comparison goes on. ``results.json`` / ``results.csv`` are rewritten after
+every entry, so an interrupted comparison keeps the records of the entries it finished; the report
+(``report.html``) is written at the end. This module does not read figures out of run folders
+(``results``) nor draw them (``report``).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab.compare.report import write_report
+from tunelab.compare.results import (
+    FAILED,
+    FINISHED,
+    NOT_RUN,
+    RESULTS_JSON,
+    collect_environment,
+    entry_record,
+    read_results,
+    write_results,
+)
+from tunelab.compare.spec import ComparisonSpec, Entry, entry_config
+from tunelab.config.schema import TunelabConfig
+from tunelab.errors import UserError, first_line
+from tunelab.models.resolve import read_run_config
+from tunelab.run.run_directory import RunDirectory
+
+log = logging.getLogger("tunelab")
+
+BUDGET_TRAIN_KEYS = ("max_steps", "max_tokens")
+
+
+@dataclass
+class ComparisonResult:
+    """What ``run_comparison`` returns: the records (in the file's entry order) and where they went."""
+
+    output_dir: Path
+    records: list[dict[str, Any]]
+    environment: dict[str, Any]
+    results_json: Path
+    results_csv: Path
+    report_html: Path
+
+
+def _plain(config: TunelabConfig) -> dict[str, Any]:
+    """The config as ``train`` records it in config.yaml (local paths absolute)."""
+    from tunelab.config.loading import with_absolute_paths
+
+    return with_absolute_paths(config).to_plain()
+
+
+def _same_budget(run: RunDirectory, plain: dict[str, Any]) -> bool:
+    """RunDirectory lets a run's budget change on resume; a comparison's entries must share theirs."""
+    recorded = (read_run_config(run.path) or {}).get("train", {})
+    return all(recorded.get(key) == plain["train"].get(key) for key in BUDGET_TRAIN_KEYS)
+
+
+def _finished(run: RunDirectory, plain: dict[str, Any]) -> bool:
+    return run.holds_finished_run_of(plain) and _same_budget(run, plain)
+
+
+def _resumable(run: RunDirectory, config: TunelabConfig, plain: dict[str, Any]) -> bool:
+    """Interrupted (checkpoints, no summary), same config and budget, and a method that can resume."""
+    from tunelab.methods.registry import get_method
+
+    if run.summary_file.is_file() or not any(run.checkpoints.glob("step-*")):
+        return False
+    if not get_method(config.method.name).supports_resume or not run.config_file.is_file():
+        return False
+    try:
+        run.check_can_start(plain, resume=True, overwrite=False)
+    except UserError:
+        return False
+    return _same_budget(run, plain)
+
+
+def _train_entry(entry: Entry, config: TunelabConfig, from_scratch: bool, progress: bool) -> str:
+    """Train the entry unless its folder holds its finished run; returns what was done."""
+    from tunelab.training.recipe import train
+
+    run, plain = RunDirectory(entry.run_dir), _plain(config)
+    if not from_scratch and _finished(run, plain):
+        log.info(f"entry {entry.name}: finished earlier, kept")
+        return "skipped"
+    resume = not from_scratch and _resumable(run, config, plain)
+    config = config.model_copy(update={"train": config.train.model_copy(update={"resume": resume})})
+    log.info(f"entry {entry.name}: {'resuming' if resume else 'training'} ({config.method.name}) in {run.path}")
+    train(config, overwrite=not resume, progress=progress)
+    return "resumed" if resume else "trained"
+
+
+def _free_memory() -> None:
+    """Drop what a finished or failed entry left behind before the next one loads its model."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _run_entry(entry: Entry, from_scratch: bool, progress: bool) -> dict[str, Any]:
+    config = entry_config(entry)
+    method = config.method.model_dump(mode="json")
+    try:
+        action = _train_entry(entry, config, from_scratch, progress)
+    except Exception as error:  # one entry's failure (a bad option, out of memory) must not end the comparison
+        log.error(f"entry {entry.name}: failed: {first_line(error)}")
+        log.debug(f"entry {entry.name}: traceback", exc_info=True)
+        return entry_record(entry.name, entry.run_dir, FAILED, first_line(error), method=method, action=FAILED)
+    finally:
+        _free_memory()
+    return entry_record(entry.name, entry.run_dir, FINISHED, method=method, action=action)
+
+
+def _untouched_record(entry: Entry, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The record of an entry ``only`` leaves alone: its finished run, else what was recorded before."""
+    config = entry_config(entry)
+    method = config.method.model_dump(mode="json")
+    if _finished(RunDirectory(entry.run_dir), _plain(config)):
+        return entry_record(entry.name, entry.run_dir, FINISHED, method=method, action="skipped")
+    if previous is not None:
+        return {**previous, "action": NOT_RUN}
+    return entry_record(entry.name, entry.run_dir, NOT_RUN, method=method, action=NOT_RUN)
+
+
+def _previous_records(folder: Path) -> dict[str, dict[str, Any]]:
+    if not (folder / RESULTS_JSON).is_file():
+        return {}
+    try:
+        records, _ = read_results(folder)
+    except UserError:
+        return {}
+    return {str(record.get("name")): record for record in records if isinstance(record, dict)}
+
+
+def _check_inputs(entries: list[Entry]) -> None:
+    """Missing files and model folders answer before the first entry trains."""
+    from tunelab.config.loading import check_training_inputs
+
+    for entry in entries:
+        try:
+            check_training_inputs(entry_config(entry))
+        except UserError as error:
+            raise UserError(f"entry '{entry.name}': {error}") from None
+
+
+def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool = True) -> ComparisonResult:
+    """Train every entry (or only ``only``, from scratch); write results.json, results.csv, report.html."""
+    chosen = [spec.entry(only)] if only is not None else spec.entries
+    _check_inputs(chosen)
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    environment = collect_environment()
+    previous = _previous_records(spec.output_dir)
+    records: list[dict[str, Any]] = []
+    for entry in spec.entries:
+        if entry in chosen:
+            records.append(_run_entry(entry, from_scratch=only is not None, progress=progress))
+        else:
+            records.append(_untouched_record(entry, previous.get(entry.name)))
+        results_json, results_csv = write_results(spec.output_dir, records, environment)
+    report_html = write_report(records, environment, spec.output_dir)
+    return ComparisonResult(spec.output_dir, records, environment, results_json, results_csv, report_html)

@@ -1,0 +1,199 @@
+"""A comparison file (COMPARE.yaml): one base config, one training budget, named entries.
+
+Layout::
+
+    output_dir: runs/compare-demo        # the comparison folder (default runs/compare)
+    base: {model: ..., data: ..., train: ...}   # any train config keys except method / output_dir
+    budget: {steps: 40}                  # or {tokens: 20000}: the same cost for every entry
+    entries:
+      - {name: lora-r8, method: {name: lora, r: 8}}
+      - {name: full, method: full, train: {lr: 5e-5}}    # an entry may override any section
+
+Each entry's config is ``base`` with the entry merged over it, the budget written into
+``train.max_steps`` / ``train.max_tokens``, and its run folder ``output_dir/runs/<name>``. The seed
+is the comparison's (``base.train.seed``): entries may not set it, nor the budget's keys. Relative
+paths mean relative to the current directory, as in ``tunelab train`` and ``tunelab pipeline``.
+Dotted ``key=value`` overrides apply to the file's tree (``budget.steps=10``,
+``base.train.batch_size=4``, ``entries.lora-r8.method.r=4``). Everything is validated here, before
+anything trains; what runs the entries is ``tunelab.compare.runner``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.loading import apply_override, describe_validation_error, read_yaml_mapping
+from tunelab.config.schema import TunelabConfig
+from tunelab.errors import UserError
+from tunelab.pipeline.spec import _deep_merge
+
+TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "entries")
+DEFAULT_OUTPUT_DIR = "runs/compare"
+BUDGET_KEYS = {"steps": "max_steps", "tokens": "max_tokens"}
+# Train keys the comparison sets for every entry; a base or an entry may not set them.
+OWNED_TRAIN_KEYS = {
+    "max_steps": "the budget sets it (budget.steps)",
+    "max_tokens": "the budget sets it (budget.tokens)",
+    "resume": "the comparison resumes an interrupted entry by itself",
+}
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training cost every entry gets: optimizer steps or input tokens."""
+
+    kind: str  # "steps" or "tokens"
+    amount: int
+
+    @property
+    def train_key(self) -> str:
+        return BUDGET_KEYS[self.kind]
+
+
+@dataclass
+class Entry:
+    name: str
+    tree: dict[str, Any]  # the entry's train config: base + entry + budget + checkpoints, output_dir set
+    run_dir: Path
+
+
+@dataclass
+class ComparisonSpec:
+    output_dir: Path
+    budget: Budget
+    entries: list[Entry]
+
+    def entry(self, name: str) -> Entry:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        raise UserError(f"no entry named '{name}' (entries: {', '.join(e.name for e in self.entries)})")
+
+
+def entry_config(entry: Entry) -> TunelabConfig:
+    """The entry's validated train config; errors name the entry."""
+    from pydantic import ValidationError
+
+    try:
+        return TunelabConfig.model_validate(copy.deepcopy(entry.tree))
+    except ValidationError as error:
+        raise UserError(f"entry '{entry.name}': {describe_validation_error(error)}") from None
+
+
+def checkpoint_interval(budget: Budget, tree: dict[str, Any]) -> int:
+    """Checkpoint about four times per run, so an interrupted entry can resume.
+
+    A token budget's steps are known only once the data is tokenized; assuming full-length
+    sequences (``data.max_length``) gives the fewest steps the budget can take, so a run checkpoints
+    at least four times (more often where its sequences are shorter).
+    """
+    if budget.kind == "steps":
+        return max(1, budget.amount // 4)
+    train, data = tree.get("train") or {}, tree.get("data") or {}
+    tokens_per_step = (
+        int(train.get("batch_size", 8)) * int(train.get("grad_accum", 1)) * int(data.get("max_length", 512))
+    )
+    return max(1, budget.amount // max(tokens_per_step, 1) // 4)
+
+
+def _apply_overrides(tree: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """``base.*`` and ``entries.NAME.*`` go to that train config, so string and path keys keep their text."""
+    for assignment in overrides:
+        key, _, value = assignment.partition("=")
+        parts = key.strip().split(".")
+        if parts[0] == "base" and len(parts) > 1 and "=" in assignment:
+            if not isinstance(tree.get("base"), dict):
+                tree["base"] = {}
+            apply_override(tree["base"], f"{'.'.join(parts[1:])}={value}")
+        elif parts[0] == "entries" and len(parts) > 2 and "=" in assignment:
+            apply_override(_entry_tree(tree, parts[1]), f"{'.'.join(parts[2:])}={value}")
+        else:
+            apply_override(tree, assignment)
+
+
+def _entry_tree(tree: dict[str, Any], name: str) -> dict[str, Any]:
+    entries = tree.get("entries") if isinstance(tree.get("entries"), list) else []
+    for raw in entries:
+        if isinstance(raw, dict) and str(raw.get("name")) == name:
+            return raw
+    raise UserError(f"override for entries.{name}: no entry named '{name}'")
+
+
+def _read_budget(path: Path, raw: Any) -> Budget:
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in BUDGET_KEYS:
+        raise UserError(f"{path}: budget must have exactly one of steps or tokens (e.g. budget: {{steps: 40}})")
+    kind, amount = next(iter(raw.items()))
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise UserError(f"{path}: budget.{kind} must be a positive whole number (got {amount!r})")
+    return Budget(kind, amount)
+
+
+def _check_train_keys(path: Path, where: str, section: Any, entry: bool) -> None:
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: {where}: train must be a mapping")
+    for key, reason in OWNED_TRAIN_KEYS.items():
+        if key in section:
+            raise UserError(f"{path}: {where}: train.{key}: {reason}; remove it")
+    if entry and "seed" in section:
+        raise UserError(f"{path}: {where}: train.seed: every entry trains with the same seed; set base.train.seed")
+
+
+def _read_base(path: Path, raw: Any) -> dict[str, Any]:
+    base = raw if raw is not None else {}
+    if not isinstance(base, dict):
+        raise UserError(f"{path}: base must be a mapping of train config keys")
+    for key in ("method", "output_dir"):
+        if key in base:
+            raise UserError(f"{path}: base: {key}: set per entry (method) or by the comparison (output_dir)")
+    _check_train_keys(path, "base", base.get("train"), entry=False)
+    return base
+
+
+def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: dict[str, Any]) -> Entry:
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: entry {index + 1} must be a mapping with a name and a method")
+    name = str(raw.get("name") or "")
+    if not ENTRY_NAME.fullmatch(name) or any(entry.name == name for entry in spec.entries):
+        raise UserError(f"{path}: entry {index + 1}: name '{name}' must be unique and use letters, digits, . _ -")
+    where = f"entry '{name}'"
+    if "method" not in raw:
+        raise UserError(f"{path}: {where}: method: required (e.g. method: {{name: lora, r: 8}})")
+    for key in ("output_dir", "budget"):
+        if key in raw:
+            raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
+    _check_train_keys(path, where, raw.get("train"), entry=True)
+    tree = _deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
+    run_dir = spec.output_dir / "runs" / name
+    train = tree.setdefault("train", {})
+    train[spec.budget.train_key] = spec.budget.amount
+    train.setdefault("save_every", checkpoint_interval(spec.budget, tree))
+    tree["output_dir"] = str(run_dir)
+    entry = Entry(name, tree, run_dir)
+    entry_config(entry)  # validate now, before anything runs
+    return entry
+
+
+def load_comparison(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> ComparisonSpec:
+    """The validated comparison from a COMPARE.yaml file and dotted ``key=value`` overrides."""
+    path = Path(path)
+    tree = read_yaml_mapping(path)
+    _apply_overrides(tree, overrides)
+    unknown = sorted(set(tree) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown key '{unknown[0]}' (a comparison has {', '.join(TOP_LEVEL_KEYS)})")
+    entries = tree.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{path}: 'entries' must be a non-empty list, each with a name and a method")
+    output_dir = Path(str(tree.get("output_dir") or DEFAULT_OUTPUT_DIR)).expanduser().absolute()
+    spec = ComparisonSpec(output_dir, _read_budget(path, tree.get("budget")), [])
+    base = _read_base(path, tree.get("base"))
+    for index, raw in enumerate(entries):
+        spec.entries.append(_read_entry(path, index, raw, spec, base))
+    return spec

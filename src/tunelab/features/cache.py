@@ -1,0 +1,78 @@
+"""The on-disk embedding cache: one safetensors file per (model, pooling, layer, token ids).
+
+Extracting embeddings is the costly part of feature-based training; a second task on the same
+texts (the same surveys labelled for sentiment, then for complaint / praise / feedback) should
+not run the model again. No library caches pooled hidden states keyed this way, so it is ours.
+The key covers the model (its folder and the size and time of its weight files, so a retrained
+model in the same folder is not mistaken for the old one), the pooling, the layer and a hash of
+every token id. Files are written to a temporary name and renamed, so a crash leaves no half file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.models.resolve import model_location
+
+if TYPE_CHECKING:
+    import torch
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def embedding_cache_dir() -> Path:
+    """``$TUNELAB_CACHE_DIR/embeddings``, else ``$XDG_CACHE_HOME/tunelab/embeddings`` (~/.cache)."""
+    root = os.environ.get("TUNELAB_CACHE_DIR")
+    if root:
+        return Path(root) / "embeddings"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "embeddings"
+
+
+def model_identity(reference: str) -> str:
+    """The model's location plus the size and modification time of its weight files (local folders)."""
+    location = model_location(reference)
+    folder = Path(location)
+    if not folder.is_dir():
+        return location  # a hub id: its revision is what the hub cache holds
+    stats = [
+        f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+        for path in sorted(folder.iterdir())
+        if path.suffix in WEIGHT_SUFFIXES
+    ]
+    return f"{folder.resolve()}|{'|'.join(stats)}"
+
+
+def embedding_key(model: str, pooling: str, layer: int, sequences: Sequence[Sequence[int]]) -> str:
+    digest = hashlib.sha256(json.dumps({"model": model, "pooling": pooling, "layer": layer}).encode())
+    for ids in sequences:
+        digest.update(b"\n" + ",".join(map(str, ids)).encode())
+    return digest.hexdigest()
+
+
+def load_cached_embeddings(key: str, folder: Path | None = None) -> torch.Tensor | None:
+    from safetensors.torch import load_file
+
+    path = (folder or embedding_cache_dir()) / f"{key}.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)["embeddings"]
+    except Exception:  # a damaged file is recomputed, never trusted
+        return None
+
+
+def store_embeddings(key: str, embeddings: torch.Tensor, folder: Path | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    folder = folder or embedding_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.safetensors"
+    temporary = folder / f".{key}.{os.getpid()}.tmp"
+    save_file({"embeddings": embeddings.contiguous()}, temporary)
+    os.replace(temporary, path)
+    return path
