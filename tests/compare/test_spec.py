@@ -131,3 +131,12 @@ def test_a_missing_budget_and_an_override_for_an_unknown_entry_are_refused(tmp_p
         load_comparison(write_spec(tmp_path, tree))
     with pytest.raises(UserError, match="no entry named 'nope'"):
         load_comparison(write_spec(tmp_path, spec_tree(tmp_path)), ["entries.nope.method.r=4"])
+    with pytest.raises(UserError, match=r"give entries\.NAME\.key=value"):
+        load_comparison(write_spec(tmp_path, spec_tree(tmp_path)), ["entries.full=x"])
+
+
+def test_a_checkpoint_interval_of_ones_own_is_kept(tmp_path):
+    tree = spec_tree(tmp_path)
+    tree["entries"][1]["train"]["save_every"] = 7
+    spec = load_comparison(write_spec(tmp_path, tree))
+    assert [entry_config(entry).train.save_every for entry in spec.entries] == [10, 7]

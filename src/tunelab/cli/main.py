@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that live in modules of their own: each has ``COMMANDS`` (the names it answers),
 # ``register(commands)`` (adds its subparsers) and ``run(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("tunelab.cli.score_command", "tunelab.cli.compare_command")
+COMMAND_MODULES: tuple[str, ...] = (
+    "tunelab.cli.score_command",
+    "tunelab.cli.compare_command",
+    "tunelab.cli.classify_command",
+)
 
 
 def _command_modules() -> list[ModuleType]:

@@ -21,6 +21,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.run.atomic import write_bytes_atomic, write_text_atomic
 from tunelab.run.run_directory import RunDirectory
@@ -127,7 +129,7 @@ def loss_curves_png(records: list[dict[str, Any]], colors: dict[str, Any]) -> by
     axes = figure.add_subplot()
     drawn = False
     for record in records:
-        logged = RunDirectory(record.get("run_dir") or "").read_metrics() if record.get("run_dir") else []
+        logged = RunDirectory(record["run_dir"]).read_metrics() if record.get("run_dir") else []
         points = [(line["step"], line["loss"]) for line in logged if "step" in line and "loss" in line]
         if not points:
             continue
@@ -267,17 +269,20 @@ def _table(records: list[dict[str, Any]], metric: Metric | None) -> str:
     )
 
 
+def _config_text(record: dict[str, Any]) -> str:
+    """A finished entry's config.yaml; of an unfinished one, only its method is known for sure."""
+    config_file = Path(record.get("run_dir") or "") / "config.yaml"
+    if record.get("status") == FINISHED and config_file.is_file():
+        return config_file.read_text(encoding="utf-8")
+    method = {"name": record.get("method"), **(record.get("options") or {})}
+    return "# the entry did not finish; its method:\n" + yaml.safe_dump({"method": method}, sort_keys=False)
+
+
 def _config_blocks(records: list[dict[str, Any]]) -> str:
-    blocks = []
-    for record in records:
-        config_file = Path(record.get("run_dir") or "") / "config.yaml"
-        text = (
-            config_file.read_text(encoding="utf-8")
-            if record.get("run_dir") and config_file.is_file()
-            else "(no config.yaml: the entry did not start its run folder)"
-        )
-        blocks.append(f"<details><summary>{_escape(record.get('name'))}</summary><pre>{_escape(text)}</pre></details>")
-    return "\n".join(blocks)
+    return "\n".join(
+        f"<details><summary>{_escape(record.get('name'))}</summary><pre>{_escape(_config_text(record))}</pre></details>"
+        for record in records
+    )
 
 
 def _image(png: bytes, alt: str, caption: str) -> str:

@@ -85,7 +85,7 @@ def entry_config(entry: Entry) -> TunelabConfig:
         raise UserError(f"entry '{entry.name}': {describe_validation_error(error)}") from None
 
 
-def checkpoint_interval(budget: Budget, tree: dict[str, Any]) -> int:
+def checkpoint_interval(budget: Budget, config: TunelabConfig) -> int:
     """Checkpoint about four times per run, so an interrupted entry can resume.
 
     A token budget's steps are known only once the data is tokenized; assuming full-length
@@ -94,26 +94,26 @@ def checkpoint_interval(budget: Budget, tree: dict[str, Any]) -> int:
     """
     if budget.kind == "steps":
         return max(1, budget.amount // 4)
-    train, data = tree.get("train") or {}, tree.get("data") or {}
-    tokens_per_step = (
-        int(train.get("batch_size", 8)) * int(train.get("grad_accum", 1)) * int(data.get("max_length", 512))
-    )
-    return max(1, budget.amount // max(tokens_per_step, 1) // 4)
+    tokens_per_step = config.train.batch_size * config.train.grad_accum * config.data.max_length
+    return max(1, budget.amount // tokens_per_step // 4)
 
 
 def _apply_overrides(tree: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
     """``base.*`` and ``entries.NAME.*`` go to that train config, so string and path keys keep their text."""
     for assignment in overrides:
-        key, _, value = assignment.partition("=")
+        key, separator, value = assignment.partition("=")
         parts = key.strip().split(".")
-        if parts[0] == "base" and len(parts) > 1 and "=" in assignment:
+        if separator and parts[0] == "base" and len(parts) > 1:
             if not isinstance(tree.get("base"), dict):
                 tree["base"] = {}
-            apply_override(tree["base"], f"{'.'.join(parts[1:])}={value}")
-        elif parts[0] == "entries" and len(parts) > 2 and "=" in assignment:
-            apply_override(_entry_tree(tree, parts[1]), f"{'.'.join(parts[2:])}={value}")
+            target, rest = tree["base"], parts[1:]
+        elif separator and parts[0] == "entries":
+            if len(parts) < 3:
+                raise UserError(f"override '{assignment}': give entries.NAME.key=value (e.g. entries.lora.method.r=4)")
+            target, rest = _entry_tree(tree, parts[1]), parts[2:]
         else:
-            apply_override(tree, assignment)
+            target, rest = tree, parts
+        apply_override(target, f"{'.'.join(rest)}={value}" if separator else assignment)
 
 
 def _entry_tree(tree: dict[str, Any], name: str) -> dict[str, Any]:
@@ -170,13 +170,12 @@ def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: di
             raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
     _check_train_keys(path, where, raw.get("train"), entry=True)
     tree = _deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
-    run_dir = spec.output_dir / "runs" / name
-    train = tree.setdefault("train", {})
-    train[spec.budget.train_key] = spec.budget.amount
-    train.setdefault("save_every", checkpoint_interval(spec.budget, tree))
-    tree["output_dir"] = str(run_dir)
-    entry = Entry(name, tree, run_dir)
-    entry_config(entry)  # validate now, before anything runs
+    tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
+    tree["output_dir"] = str(spec.output_dir / "runs" / name)
+    entry = Entry(name, tree, spec.output_dir / "runs" / name)
+    config = entry_config(entry)  # validate now, before anything runs
+    if config.train.save_every is None:
+        tree["train"]["save_every"] = checkpoint_interval(spec.budget, config)
     return entry
 
 

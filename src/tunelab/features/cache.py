@@ -21,6 +21,9 @@ from tunelab.models.resolve import model_location
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
+
+    from tunelab.features.embedding import Pooling
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -76,3 +79,26 @@ def store_embeddings(key: str, embeddings: torch.Tensor, folder: Path | None = N
     save_file({"embeddings": embeddings.contiguous()}, temporary)
     os.replace(temporary, path)
     return path
+
+
+def embeddings_for(
+    encoder: nn.Module,
+    reference: str,
+    sequences: Sequence[Sequence[int]],
+    pooling: Pooling,
+    layer: int,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> tuple[torch.Tensor, bool]:
+    """The sequences' embeddings, from the cache when the same model embedded the same ids; (vectors, cached)."""
+    from tunelab.features.embedding import embed_token_ids
+
+    key = embedding_key(model_identity(reference), pooling, layer, sequences)
+    cached = load_cached_embeddings(key) if use_cache else None
+    if cached is not None and cached.shape[0] == len(sequences):
+        return cached, True
+    pad_id = getattr(encoder.config, "pad_token_id", None) or 0
+    vectors = embed_token_ids(encoder, sequences, pad_id, pooling, layer, progress=progress)
+    if use_cache:
+        store_embeddings(key, vectors)
+    return vectors, False

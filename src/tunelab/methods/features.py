@@ -22,13 +22,12 @@ from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
-from tunelab.features.cache import embedding_key, load_cached_embeddings, model_identity, store_embeddings
-from tunelab.features.embedding import Pooling, embed_token_ids
+from tunelab.features.cache import embeddings_for
+from tunelab.features.embedding import Pooling
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.models.resolve import is_run_folder, model_location
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from tunelab.data.pipeline import PreparedData
@@ -85,7 +84,10 @@ class FeatureBased(Method):
             if not items:
                 converted[part] = []
                 continue
-            vectors = self._embeddings(model, reference, [item.input_ids for item in items], options)
+            sequences = [item.input_ids for item in items]
+            vectors, cached = embeddings_for(model, reference, sequences, options.pooling, options.layer, options.cache)
+            where = "used the embedding cache for" if cached else "embedded"
+            log.info(f"features: {where} {len(sequences)} {part} texts")
             converted[part] = [
                 EmbeddedExample(vector, item.label, len(item.input_ids))
                 for vector, item in zip(vectors, items, strict=True)
@@ -93,21 +95,6 @@ class FeatureBased(Method):
         return replace(
             data, train=converted["train"], eval=converted["eval"], method_seconds=time.perf_counter() - started
         )
-
-    def _embeddings(
-        self, model: nn.Module, reference: str, sequences: list[list[int]], options: FeaturesOptions
-    ) -> torch.Tensor:
-        key = embedding_key(model_identity(reference), options.pooling, options.layer, sequences)
-        cached = load_cached_embeddings(key) if options.cache else None
-        if cached is not None and cached.shape[0] == len(sequences):
-            log.info(f"features: used the embedding cache for {len(sequences)} texts ({key[:12]})")
-            return cached
-        pad_id = getattr(model.config, "pad_token_id", None) or 0
-        vectors = embed_token_ids(model, sequences, pad_id, options.pooling, options.layer, progress=True)
-        if options.cache:
-            path = store_embeddings(key, vectors)
-            log.info(f"features: embedded {len(sequences)} texts, cached in {path}")
-        return vectors
 
     def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
         from tunelab.features.classifier import FeatureClassifier, build_head

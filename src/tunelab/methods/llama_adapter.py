@@ -38,6 +38,7 @@ class LlamaAdapter(PeftAdapterMethod):
     options_type = LlamaAdapterOptions
     summary = "zero-gated learned prompts in the top layers (LLaMA-Adapter, PEFT; Llama, Mistral, GPT-2)"
     trains = "prompt tokens and a gate per adapted layer"
+    tasks = ("causal_lm",)  # PEFT's adaption prompt has no modules_to_save: a classifier head would not be saved
     supports_packing = False  # the adapter's attention over its prompt ignores packed boundaries
     can_merge = False
 

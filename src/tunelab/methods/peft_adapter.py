@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError, first_line
 from tunelab.methods.base import Method, TrainingPlan
+from tunelab.models.heads import classification_head
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -42,8 +43,16 @@ class PeftAdapterMethod(Method):
         import torch
         from peft import get_peft_model
 
+        config = self.peft_config(options, plan)
+        head = classification_head(model)
+        if head:
+            # the head (and BERT's pooler) trains and is saved with the adapter; PEFT alone would
+            # keep only a module named classifier or score, and leave a freshly initialised pooler frozen
+            if not hasattr(config, "modules_to_save"):
+                raise UserError(f"method {self.name} cannot train a classification head (PEFT has no modules_to_save)")
+            config.modules_to_save = sorted({name.rsplit(".", 1)[-1] for name in head})
         try:
-            peft_model = get_peft_model(model, self.peft_config(options, plan))
+            peft_model = get_peft_model(model, config)
         except (ValueError, TypeError, KeyError, NotImplementedError) as error:
             raise UserError(f"method {self.name}: {first_line(error)}") from None
         for parameter in peft_model.parameters():  # trainable weights stay fp32 over a half-precision base

@@ -1,0 +1,85 @@
+"""Label texts with a finished classification run: each label with its probability.
+
+Works for every method, including feature-based runs (the frozen encoder embeds, the head
+classifies). Texts are tokenized as in training (special tokens, ``data.max_length``) and padded
+on the side the architecture reads its label from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import UserError
+from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, read_run_config
+
+PREDICT_BATCH = 32
+
+
+@dataclass
+class Prediction:
+    text: str
+    label: str
+    probabilities: dict[str, float]  # every label, most likely first
+
+    def to_record(self) -> dict:
+        return {"text": self.text, "label": self.label, "probabilities": self.probabilities}
+
+
+def read_texts(path: Path | str, column: str = "text") -> list[str]:
+    """The ``column`` of every row of a data file (JSONL, CSV, Parquet, or lines of a .txt)."""
+    from tunelab.data.loading import load_rows, row_location
+
+    path = Path(path)
+    rows = load_rows(path)
+    if column not in rows.column_names:
+        raise UserError(f"{path}: no '{column}' column (columns: {', '.join(rows.column_names)}); use --column")
+    texts = []
+    for index, value in enumerate(rows[column]):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{path} {row_location(path, index)}: field '{column}' is empty or not text")
+        texts.append(value)
+    return texts
+
+
+def classification_labels(run_dir: Path) -> list[str]:
+    if not is_run_folder(run_dir):
+        raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
+    summary = json.loads((run_dir / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
+    if summary.get("task") != "classification":
+        raise UserError(f"{run_dir} is a '{summary.get('task')}' run; predict labels texts with a classification run")
+    return list(summary["labels"])
+
+
+def predict_labels(run_dir: str | Path, texts: list[str], batch_size: int = PREDICT_BATCH) -> list[Prediction]:
+    """Each text's most likely label and the probability of every label."""
+    import torch
+
+    from tunelab.data.classification import ClassificationExample
+    from tunelab.data.collate import collate_classification, padding_id
+    from tunelab.inference.generate import best_device
+    from tunelab.models.loading import load_model, load_tokenizer
+    from tunelab.training.classification import padding_side_for
+
+    run_dir = Path(run_dir)
+    labels = classification_labels(run_dir)
+    if not texts:
+        return []
+    max_length = int(read_run_config(run_dir).get("data", {}).get("max_length", 512))
+    tokenizer = load_tokenizer(str(run_dir))
+    model = load_model(str(run_dir), dtype=torch.float32).to(best_device()).eval()
+    encoder = getattr(model, "encoder", model)  # feature-based runs: the architecture is the encoder's
+    side = padding_side_for(encoder)
+    pad_id = padding_id(tokenizer)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            items = [ClassificationExample(list(ids), 0) for ids in encoded[start : start + batch_size]]
+            batch = collate_classification(items, pad_id, side).to(next(model.parameters()).device)
+            probabilities = torch.softmax(model(**batch.model_inputs).logits.float(), dim=-1).cpu()
+            for text, row in zip(texts[start : start + batch_size], probabilities, strict=True):
+                ranked = sorted(zip(labels, row.tolist(), strict=True), key=lambda pair: -pair[1])
+                predictions.append(Prediction(text, ranked[0][0], dict(ranked)))
+    return predictions
