@@ -102,6 +102,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tunelab.cli.score_command",
     "tunelab.cli.compare_command",
     "tunelab.cli.classify_command",
+    "tunelab.cli.quickstart_command",
 )
 
 

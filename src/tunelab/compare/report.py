@@ -66,28 +66,47 @@ def _status_text(record: dict[str, Any]) -> str:
     return f"{status}: {record['error']}" if record.get("error") else status
 
 
+def _count(value: float | None) -> str:
+    """A parameter count the way people say it: 1.2M, 340K, 950."""
+    if value is None:
+        return ""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+# Shown beside the ranking metric in the terminal table when entries have it.
+COMPANION_METRICS = {"accuracy": "macro_f1", "json_f1": "json_validity", "exact_match": "rouge_l"}
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
-    """Aligned columns for the terminal: name, method, metric, trainable %, peak memory MiB, time s, status."""
+    """Aligned columns for the terminal: name, method, the ranking metric (and its companion),
+    trainable parameters and share, peak memory MiB, time s, status."""
     metric = primary_metric(records)
-    header = ["name", "method", metric.name if metric else "metric", "trainable %", "peak MiB", "time s", "status"]
-    rows = [
-        [
-            str(record.get("name")),
-            str(record.get("method") or ""),
-            _figure(metric_value(record, metric)),
+    companion = COMPANION_METRICS.get(metric.name) if metric else None
+    if companion and not any(metric_value(record, Metric(companion, True)) is not None for record in records):
+        companion = None
+    header = ["name", "method", metric.name if metric else "metric"]
+    header += [companion] if companion else []
+    header += ["trainable", "trainable %", "peak MiB", "time s", "status"]
+    rows = []
+    for record in sort_records(records, metric):
+        row = [str(record.get("name")), str(record.get("method") or ""), _figure(metric_value(record, metric))]
+        row += [_figure(metric_value(record, Metric(companion, True)))] if companion else []
+        row += [
+            _count(record.get("trainable_params")),
             _percent(record.get("trainable_share")),
             _mib(record.get("peak_memory_bytes")),
-            _figure(record.get("train_time_s"), 2),
+            _figure(record.get("train_time_s"), 1),
             _status_text(record),
         ]
-        for record in sort_records(records, metric)
-    ]
+        rows.append(row)
     widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header) - 1)]
-    numeric = {2, 3, 4, 5}
     lines = []
     for row in [header, *rows]:
         cells = [
-            cell.rjust(width) if index in numeric else cell.ljust(width)
+            cell.ljust(width) if index < 2 else cell.rjust(width)
             for index, (cell, width) in enumerate(zip(row[:-1], widths, strict=True))
         ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.config.loading import apply_override, describe_validation_error, read_yaml_mapping
+from tunelab.config.loading import apply_override, deep_merge, describe_validation_error, read_yaml_mapping
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
-from tunelab.pipeline.spec import _deep_merge
 
 TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "entries")
 DEFAULT_OUTPUT_DIR = "runs/compare"
@@ -169,7 +168,7 @@ def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: di
         if key in raw:
             raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
     _check_train_keys(path, where, raw.get("train"), entry=True)
-    tree = _deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
+    tree = deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
     tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
     tree["output_dir"] = str(spec.output_dir / "runs" / name)
     entry = Entry(name, tree, spec.output_dir / "runs" / name)

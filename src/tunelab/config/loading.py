@@ -6,6 +6,7 @@ raised before anything heavy (torch, a model, a dataset) is loaded.
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from pathlib import Path
@@ -116,6 +117,17 @@ def describe_validation_error(error: ValidationError) -> str:
     elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
         message = f"{message} (got {first['input']!r})"
     return f"config error: {where}: {message}" if where else f"config error: {message}"
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: nested mappings merge key by key, anything else is replaced (copies, never shared)."""
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TunelabConfig:

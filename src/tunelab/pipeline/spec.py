@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.config.loading import apply_override, describe_validation_error, read_yaml_mapping
+from tunelab.config.loading import apply_override, deep_merge, describe_validation_error, read_yaml_mapping
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
 
@@ -34,16 +34,6 @@ class Stage:
 class PipelineSpec:
     output_dir: Path
     stages: list[Stage]
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def stage_config(stage: Stage, model: str | None = None) -> TunelabConfig:
@@ -88,7 +78,7 @@ def load_pipeline(path: Path | str, overrides: list[str] | tuple[str, ...] = ())
             )
         if "output_dir" in raw:
             raise UserError(f"{path}: stage '{name}': a stage's folder is set by the pipeline (remove output_dir)")
-        body = _deep_merge(defaults, {k: v for k, v in raw.items() if k not in STAGE_ONLY_KEYS})
+        body = deep_merge(defaults, {k: v for k, v in raw.items() if k not in STAGE_ONLY_KEYS})
         follows = "model" not in raw or raw["model"] is None
         if follows and index == 0:
             if "model" not in body:
