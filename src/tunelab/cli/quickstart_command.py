@@ -13,9 +13,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="fine-tune MiniLM five ways on a sentiment set and compare them (offline, a few minutes on a CPU)",
     )
     quickstart.add_argument("--output", default="runs/quickstart", help="the comparison folder (default: %(default)s)")
-    quickstart.add_argument(
-        "--steps", type=int, default=None, help="optimizer steps per strategy"
-    )
+    quickstart.add_argument("--steps", type=int, default=None, help="optimizer steps per strategy")
     quickstart.add_argument("--examples", default=None, help="the examples folder (default: the checkout's)")
     quickstart.add_argument("--quiet", action="store_true", help="no progress bars")
 

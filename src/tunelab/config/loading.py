@@ -15,7 +15,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunelab.config.schema import DataConfig, MethodOptions, ScratchModelConfig, TrainConfig, TunelabConfig
+from tunelab.config.schema import (
+    DataConfig,
+    EvalConfig,
+    MethodOptions,
+    PromptConfig,
+    ScratchModelConfig,
+    TrainConfig,
+    TunelabConfig,
+)
 from tunelab.errors import UserError
 
 
@@ -224,7 +232,9 @@ def describe_config_keys() -> str:
         field = TunelabConfig.model_fields[name]
         lines.append(_key_line(name, field.get_default(call_default_factory=True), field.description))
     lines += _section_lines("data.", DataConfig)
+    lines += _section_lines("prompt.", PromptConfig)
     lines += _section_lines("train.", TrainConfig)
+    lines += _section_lines("eval.", EvalConfig)
     lines.append(_key_line("method.name", MethodOptions.model_fields["name"].default, "one of the methods below"))
     for method in available_methods().values():
         lines.append(f"  method.name={method.name}: {method.summary}")

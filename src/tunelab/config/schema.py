@@ -85,6 +85,29 @@ class TrainConfig(StrictModel):
     resume: bool = Field(False, description="continue from the latest checkpoint in output_dir")
 
 
+class PromptConfig(StrictModel):
+    """How an example is put to the model, for every strategy (trained or not)."""
+
+    system: str | None = Field(None, description="system message before every example")
+    template: str | None = Field(
+        None,
+        description="the user message as a template of the example's fields, e.g. 'Classify: {text}' "
+        "(default: the data format's own layout)",
+    )
+
+
+class EvalConfig(StrictModel):
+    """Scoring the model's generated answers on data.eval (tunelab eval, and train with generate)."""
+
+    generate: bool = Field(False, description="after training, generate answers for data.eval and score them")
+    metric: Literal["exact_match", "accuracy", "rouge_l", "json", "perplexity"] | None = Field(
+        None, description="exact_match | accuracy | rouge_l | json | perplexity (null: inferred from the references)"
+    )
+    max_new_tokens: int = Field(128, gt=0, description="longest generated answer")
+    batch_size: int = Field(8, gt=0, description="examples generated at once")
+    limit: int | None = Field(None, gt=0, description="score only the first N evaluation examples")
+
+
 class ScratchModelConfig(StrictModel):
     """A new, randomly initialised model to pretrain (``model.init: scratch``)."""
 
@@ -115,7 +138,9 @@ class TunelabConfig(StrictModel):
         default_factory=MethodOptions, validate_default=True, description="method.name + options"
     )
     data: DataConfig = Field(default_factory=DataConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: Path = Field(Path("runs/latest"), description="the run folder")
 
     @field_validator("method", mode="before")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.config.schema import DataConfig
+from tunelab.config.schema import DataConfig, PromptConfig
 from tunelab.data.formats import rename_columns
 from tunelab.data.loading import load_rows, row_location
 from tunelab.errors import UserError
@@ -76,6 +76,17 @@ def _text(value: Any, path: Path, index: int) -> str:
     return value
 
 
+def worded_text(row: dict[str, Any], prompt: PromptConfig, path: Path, index: int) -> str:
+    """The text a classifier reads when ``prompt.template`` / ``prompt.system`` word it."""
+    from tunelab.prompting.template import fill_template
+
+    try:
+        text = fill_template(prompt.template, row) if prompt.template is not None else row["text"]
+    except UserError as error:
+        raise UserError(f"{path} {row_location(path, index)}: {error}") from None
+    return f"{prompt.system}\n{text}" if prompt.system else text
+
+
 def label_names(rows: Dataset, path: Path) -> list[str]:
     """The training labels in index order: integers numerically, names alphabetically."""
     names = {_label_text(value, path, index) for index, value in enumerate(rows["label"])}
@@ -94,6 +105,7 @@ def encode_labelled_rows(
     max_length: int,
     overlong: str,
     warnings: list[str],
+    prompt: PromptConfig | None = None,
 ) -> list[ClassificationExample]:
     """Tokenize every text (special tokens included) and map its label to an index."""
     index_of = {label: index for index, label in enumerate(labels)}
@@ -105,7 +117,10 @@ def encode_labelled_rows(
                 f"{path} {row_location(path, index)}: field 'label' is '{label}', which the training data "
                 f"does not have (labels: {', '.join(labels)})"
             )
-        texts.append(_text(row["text"], path, index))
+        text = _text(row["text"], path, index)
+        if prompt is not None and (prompt.template or prompt.system):
+            text = worded_text(row, prompt, path, index)
+        texts.append(text)
         label_ids.append(index_of[label])
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
     examples, overlong_count = [], 0

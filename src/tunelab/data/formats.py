@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.config.schema import PromptConfig
 from tunelab.data.chat_template import ROLES, render_with_assistant_spans
 from tunelab.data.loading import row_location
 from tunelab.errors import UserError
@@ -77,7 +78,7 @@ def check_columns(columns: list[str], data_format: str, path: Path) -> None:
         raise UserError(f"{path}: format '{data_format}' needs field '{missing[0]}', not in columns {sorted(columns)}")
 
 
-def _field(row: dict[str, Any], name: str, optional: bool = False) -> str:
+def field_text(row: dict[str, Any], name: str, optional: bool = False) -> str:
     value = row.get(name)
     if value is None:
         if optional:
@@ -90,7 +91,7 @@ def _field(row: dict[str, Any], name: str, optional: bool = False) -> str:
     return value
 
 
-def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
+def row_messages(row: dict[str, Any]) -> list[dict[str, str]]:
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
         raise UserError("field 'messages' must be a non-empty list of {role, content} objects")
@@ -118,29 +119,51 @@ def task_id_mapping(dataset: Dataset, task_column: str, path: Path) -> dict[str,
 
 
 def instruction_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    instruction = _field(row, "instruction")
-    extra_input = _field(row, "input", optional=True)
-    system = _field(row, "system", optional=True)
+    instruction = field_text(row, "instruction")
+    extra_input = field_text(row, "input", optional=True)
+    system = field_text(row, "system", optional=True)
     user = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
     messages = [{"role": "system", "content": system}] if system.strip() else []
-    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": _field(row, "output")}]
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": field_text(row, "output")}]
+
+
+def _with_system(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, *(message for message in messages if message["role"] != "system")]
 
 
 def format_row(
-    row: dict[str, Any], data_format: str, tokenizer: PreTrainedTokenizerBase, train_on_prompt: bool
+    row: dict[str, Any],
+    data_format: str,
+    tokenizer: PreTrainedTokenizerBase,
+    train_on_prompt: bool,
+    prompt: PromptConfig | None = None,
 ) -> FormattedExample:
-    """One row as a ``FormattedExample``; a bad row raises ``UserError`` naming the field."""
+    """One row as a ``FormattedExample``; a bad row raises ``UserError`` naming the field.
+
+    ``prompt`` (system message, template) words the question as evaluation will (``prompting.examples``).
+    """
+    from tunelab.prompting.examples import NO_TEMPLATE_FOR_CHAT, prompted_example
+
     if data_format in ("chat", "instruction"):
-        messages = _messages(row) if data_format == "chat" else instruction_messages(row)
+        messages = row_messages(row) if data_format == "chat" else instruction_messages(row)
+        if prompt is not None and data_format == "instruction" and (prompt.template or prompt.system):
+            messages = prompted_example(row, data_format, prompt).messages(with_answer=True)
+        elif prompt is not None and prompt.template is not None:
+            raise UserError(NO_TEMPLATE_FOR_CHAT)
+        elif prompt is not None and prompt.system is not None:
+            messages = _with_system(messages, prompt.system)
         text, spans = render_with_assistant_spans(tokenizer, messages)
         if train_on_prompt:
             spans = [(0, len(text))]
         return FormattedExample(text, tuple(spans), append_eos=False)
     if data_format == "prompt_completion":
-        prompt, completion = _field(row, "prompt"), _field(row, "completion")
-        start = 0 if train_on_prompt else len(prompt)
-        return FormattedExample(prompt + completion, ((start, len(prompt) + len(completion)),), append_eos=True)
-    text = _field(row, "text")
+        prompt_text, completion = field_text(row, "prompt"), field_text(row, "completion")
+        if prompt is not None and (prompt.template or prompt.system):
+            prompt_text = prompted_example(row, data_format, prompt).raw_prompt or prompt_text
+        start = 0 if train_on_prompt else len(prompt_text)
+        end = len(prompt_text) + len(completion)
+        return FormattedExample(prompt_text + completion, ((start, end),), append_eos=True)
+    text = field_text(row, "text")
     return FormattedExample(text, ((0, len(text)),), append_eos=True)
 
 
@@ -152,12 +175,13 @@ def format_dataset(
     train_on_prompt: bool,
     task_ids: dict[str, int] | None = None,
     task_column: str | None = None,
+    prompt: PromptConfig | None = None,
 ) -> list[FormattedExample]:
     """Every row formatted; with ``task_column``, each example carries its task's id from ``task_ids``."""
     formatted = []
     for index, row in enumerate(dataset):
         try:
-            example = format_row(row, data_format, tokenizer, train_on_prompt)
+            example = format_row(row, data_format, tokenizer, train_on_prompt, prompt)
             if task_column is not None and task_ids is not None:
                 task = row.get(task_column)
                 if task is None or str(task) not in task_ids:

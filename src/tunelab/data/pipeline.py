@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.config.schema import DataConfig
+from tunelab.config.schema import DataConfig, PromptConfig
 from tunelab.data.blocks import cut_into_blocks
 from tunelab.data.classification import (
     ClassificationExample,
@@ -64,8 +64,11 @@ def _tokenize(
     warnings: list[str],
     task_column: str | None = None,
     task_ids: dict[str, int] | None = None,
+    prompt: PromptConfig | None = None,
 ) -> list[TokenizedExample]:
-    formatted = format_dataset(rows, data_format, tokenizer, path, config.train_on_prompt, task_ids, task_column)
+    formatted = format_dataset(
+        rows, data_format, tokenizer, path, config.train_on_prompt, task_ids, task_column, prompt
+    )
     if config.blocks:  # whole documents, cut into blocks afterwards: nothing is truncated
         documents, _ = tokenize_examples(tokenizer, formatted, max_length=sys.maxsize)
         items = cut_into_blocks(documents, config.max_length)
@@ -91,14 +94,22 @@ def split_off(items: list, share: float, seed: int) -> tuple[list, list]:
     return kept, [item for index, item in enumerate(items) if index in held]
 
 
-def prepare_classification_data(config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+def prepare_classification_data(
+    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, prompt: PromptConfig | None = None
+) -> PreparedData:
     """Training and evaluation examples of text and label; the label set is the training file's."""
     assert config.train is not None
     train_path = Path(config.train)
     train_rows = read_labelled_rows(train_path, config)
     labels = label_names(train_rows, train_path)
     warnings: list[str] = []
-    encode = {"labels": labels, "tokenizer": tokenizer, "max_length": config.max_length, "overlong": config.overlong}
+    encode = {
+        "labels": labels,
+        "tokenizer": tokenizer,
+        "max_length": config.max_length,
+        "overlong": config.overlong,
+        "prompt": prompt,
+    }
     train_items = encode_labelled_rows(train_rows, train_path, warnings=warnings, **encode)
     eval_items: list[ClassificationExample] = []
     if config.eval is not None:
@@ -110,15 +121,20 @@ def prepare_classification_data(config: DataConfig, tokenizer: PreTrainedTokeniz
 
 
 def prepare_data(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, task_column: str | None = None
+    config: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+    task_column: str | None = None,
+    prompt: PromptConfig | None = None,
 ) -> PreparedData:
-    """Training and evaluation items; with ``task_column``, each carries its task id."""
+    """Training and evaluation items; with ``task_column``, each carries its task id; ``prompt``
+    words every question (system message, template)."""
     assert config.train is not None
     train_path = Path(config.train)
     train_rows, data_format = _rows_with_format(train_path, config)
     task_ids = task_id_mapping(train_rows, task_column, train_path) if task_column else {}
     warnings: list[str] = []
-    tasks = {"task_column": task_column, "task_ids": task_ids or None}
+    tasks = {"task_column": task_column, "task_ids": task_ids or None, "prompt": prompt}
     train_items = _tokenize(train_rows, data_format, train_path, tokenizer, config, warnings, **tasks)
     eval_items: list[TokenizedExample] = []
     if config.eval is not None:

@@ -176,11 +176,11 @@ def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokeni
     scratch = isinstance(config.model, ScratchModelConfig)
     tokenizer = load_tokenizer_folder(config.model.tokenizer) if scratch else load_tokenizer(config.model)
     if config.task == "classification":
-        data = prepare_classification_data(config.data, tokenizer, config.train.seed)
+        data = prepare_classification_data(config.data, tokenizer, config.train.seed, config.prompt)
     else:
         ensure_chat_template(tokenizer)
         task_column = getattr(config.method, "task_column", None)
-        data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column)
+        data = prepare_data(config.data, tokenizer, config.train.seed, task_column=task_column, prompt=config.prompt)
     for warning in data.warnings:
         log.warning(warning)
     log.info(
