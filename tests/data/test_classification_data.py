@@ -13,7 +13,7 @@ from tunelab.data.classification import ClassificationExample
 from tunelab.data.pipeline import prepare_classification_data
 from tunelab.errors import UserError
 
-WORDS = "the a it was and we my this great love awful hate table window".split()
+WORDS = ["the", "a", "it", "was", "and", "we", "my", "this", "great", "love", "awful", "hate", "table", "window"]
 
 
 @pytest.fixture()

@@ -87,15 +87,14 @@ def trained(request, labelled_data, tmp_path_factory):
 
 def padded_batch(model: torch.nn.Module, pad_id: int) -> dict[str, torch.Tensor]:
     """Two texts of different lengths, padded on the side the architecture reads its label from."""
-    encoder = getattr(model, "encoder", model) if type(model).__name__ == "FeatureClassifier" else model
-    side = padding_side_for(encoder)
-    sequences = [[1, 10, 20, 30, 40, 50, 60], [1, 15, 25]]
-    ids, masks = [], []
-    for sequence in sequences:
-        padding = [pad_id] * (7 - len(sequence))
-        ids.append(padding + sequence if side == "left" else sequence + padding)
-        masks.append([0] * len(padding) + [1] * len(sequence) if side == "left" else [1] * len(sequence) + [0] * len(padding))
-    return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(masks)}
+    from tunelab.data.classification import ClassificationExample
+    from tunelab.data.collate import collate_classification
+
+    encoder = model.encoder if type(model).__name__ == "FeatureClassifier" else model
+    texts = [ClassificationExample([1, 10, 20, 30, 40, 50, 60], 0), ClassificationExample([1, 15, 25], 0)]
+    inputs = collate_classification(texts, pad_id, padding_side_for(encoder)).model_inputs
+    assert inputs["attention_mask"].sum() == 10  # padded: 4 of the 14 positions
+    return inputs
 
 
 def logits_of(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

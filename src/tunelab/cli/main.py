@@ -103,6 +103,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tunelab.cli.compare_command",
     "tunelab.cli.classify_command",
     "tunelab.cli.quickstart_command",
+    "tunelab.cli.eval_command",
 )
 
 

@@ -53,7 +53,7 @@ def read_labelled_rows(path: Path, config: DataConfig) -> Dataset:
     return rows
 
 
-def _label_text(value: Any, path: Path, index: int) -> str:
+def label_text(value: Any, path: Path, index: int) -> str:
     if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
         shown = "empty" if value is None else f"a {type(value).__name__}"
         raise UserError(f"{path} {row_location(path, index)}: field 'label' is {shown}; give a name or an integer")
@@ -89,7 +89,7 @@ def worded_text(row: dict[str, Any], prompt: PromptConfig, path: Path, index: in
 
 def label_names(rows: Dataset, path: Path) -> list[str]:
     """The training labels in index order: integers numerically, names alphabetically."""
-    names = {_label_text(value, path, index) for index, value in enumerate(rows["label"])}
+    names = {label_text(value, path, index) for index, value in enumerate(rows["label"])}
     if len(names) < 2:
         raise UserError(f"{path}: classification needs at least two labels, the file has {sorted(names)}")
     if all(name.lstrip("-").isdigit() for name in names):
@@ -111,7 +111,7 @@ def encode_labelled_rows(
     index_of = {label: index for index, label in enumerate(labels)}
     texts, label_ids = [], []
     for index, row in enumerate(rows):
-        label = _label_text(row["label"], path, index)
+        label = label_text(row["label"], path, index)
         if label not in index_of:
             raise UserError(
                 f"{path} {row_location(path, index)}: field 'label' is '{label}', which the training data "

@@ -56,6 +56,8 @@ class Method:
     # False where state outside the weights and optimizer (AdaLoRA's allocator) is not checkpointed.
     supports_resume: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")  # the tasks it can train
+    # True for strategies that change only the prompt (zero-shot, few-shot, RAG): no weights, no loop.
+    trains_nothing: ClassVar[bool] = False
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The model training starts from (with ``head``, a classifier); whole-model methods keep fp32 weights."""

@@ -29,6 +29,7 @@ def _builtin_methods() -> list[Method]:
     from tunelab.methods.features import FeatureBased
     from tunelab.methods.full import FullFineTuning
     from tunelab.methods.ia3 import Ia3
+    from tunelab.methods.in_context import FewShot, Rag, ZeroShot
     from tunelab.methods.last_layers import LastLayers
     from tunelab.methods.llama_adapter import LlamaAdapter
     from tunelab.methods.lora import Dora, Lora
@@ -50,6 +51,9 @@ def _builtin_methods() -> list[Method]:
         LlamaAdapter(),
         BottleneckAdapter(),
         FeatureBased(),
+        ZeroShot(),
+        FewShot(),
+        Rag(),
     ]
 
 
