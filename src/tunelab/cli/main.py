@@ -17,6 +17,8 @@ from types import ModuleType
 from tunelab.errors import UserError
 
 EXIT_USAGE = 2
+# What `tunelab train` prints at the end, where the run has it.
+SUMMARY_FIGURES = ("train_loss", "eval_loss", "accuracy", "macro_f1", "json_f1", "exact_match", "rouge_l")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,10 +148,8 @@ def run_command(args: argparse.Namespace) -> int:
         from tunelab.training.recipe import train
 
         summary = train(config, overwrite=args.overwrite, progress=not args.quiet).summary
-        print(
-            f"run folder: {config.output_dir}  train_loss {summary['train_loss']:.4f}"
-            + (f"  eval_loss {summary['eval_loss']:.4f}" if "eval_loss" in summary else "")
-        )
+        figures = [f"{key} {summary[key]:.4f}" for key in SUMMARY_FIGURES if isinstance(summary.get(key), float)]
+        print(f"run folder: {config.output_dir}  " + "  ".join(figures))
         return 0
     if args.command == "generate":
         from tunelab.inference.generate import generate_text, read_messages

@@ -30,6 +30,12 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     check_model_reference(reference)
+    if is_run_folder(reference):
+        from tunelab.methods.registry import get_method
+
+        run_config = read_run_config(reference)
+        if get_method(run_config["method"]["name"]).trains_nothing:  # no weights, no tokenizer: the base's
+            reference = str(run_config["model"])
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_location(reference))
     except (OSError, ValueError) as error:
@@ -118,6 +124,8 @@ def load_model(
     from tunelab.methods.registry import get_method
 
     method = get_method(run_config["method"]["name"])
+    if method.trains_nothing:  # zero-shot, few-shot, RAG: the base model as it was
+        return _load_pretrained(run_config["model"], dtype, quantization, head)
     if not method.saves_adapter_only:
         return _load_pretrained(reference, dtype, quantization, head)
     if not merge_adapters:

@@ -61,7 +61,7 @@ class TrainResult:
 
     summary: dict[str, Any]
     run_dir: Path
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None for the strategies that train nothing
 
 
 @dataclass
@@ -261,6 +261,10 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
             f"config error: method.name: method '{method.name}' does not train task '{config.task}' "
             f"(it trains: {', '.join(method.tasks)})"
         )
+    if method.trains_nothing:
+        from tunelab.training.in_context import run_in_context
+
+        return run_in_context(config, method, overwrite, progress)
     if config.data.packing and not method.supports_packing:
         raise UserError(
             f"config error: data.packing: method '{method.name}' cannot keep packed examples apart; "
@@ -434,7 +438,24 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         eval_part = f", eval_loss {last_eval_loss:.4f}" if data.eval else ""
         log.info(f"done: {run.path} (train_loss {last_train_loss:.4f}{eval_part})")
     unwrapped.eval()
+    if config.eval.generate and accelerator.is_main_process:
+        summary = _score_generations(config, run, summary, progress)
     return TrainResult(summary, run.path, unwrapped)
+
+
+def _score_generations(config: TunelabConfig, run: RunDirectory, summary: dict[str, Any], progress: bool) -> dict:
+    """``eval.generate``: answer data.eval with the trained model; eval.json beside the run, metrics in the summary."""
+    from tunelab.evaluation.runner import evaluate_model
+    from tunelab.training.in_context import SCALAR_METRICS
+
+    if config.data.eval is None:
+        log.warning("eval.generate needs a data.eval file to answer; nothing was generated")
+        return summary
+    report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
+    summary = {**summary, **{key: report.metrics[key] for key in SCALAR_METRICS if key in report.metrics}}
+    summary["eval_metric"] = report.metrics.get("metric")
+    run.write_summary(summary)
+    return summary
 
 
 def _accumulate(

@@ -1,0 +1,72 @@
+"""``tunelab train`` for the strategies that train nothing (zeroshot, fewshot, rag).
+
+There is no loop: the run folder gets the config, a summary with ``trainable_params: 0`` and,
+where there is ``data.eval``, the scored answers (eval.json, predictions.jsonl) with the metrics
+copied into summary.json. Memory and time are those of answering the evaluation set, which is
+what these strategies cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from tunelab.config.loading import check_training_inputs, with_absolute_paths
+from tunelab.config.schema import TunelabConfig
+from tunelab.methods.base import Method
+from tunelab.run.run_directory import RunDirectory
+
+log = logging.getLogger("tunelab")
+SCALAR_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l", "json_validity", "json_f1", "json_exact_match")
+
+
+def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = False, progress: bool = True):
+    import torch
+
+    from tunelab.evaluation.runner import evaluate_model
+    from tunelab.models.loading import load_model
+    from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
+    from tunelab.training.recipe import TrainResult
+
+    check_training_inputs(config)
+    config = with_absolute_paths(config)
+    plain = config.to_plain()
+    run = RunDirectory(config.output_dir)
+    run.check_can_start(plain, resume=False, overwrite=overwrite)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    model = load_model(str(config.model))
+    _, total = count_parameters(model)
+    summary = {
+        "method": method.name,
+        "model": plain["model"],
+        "task": config.task,
+        "trainable_params": 0,
+        "total_params": total,
+        "trainable_pct": 0.0,
+        "train_time_s": 0.0,
+        "tokens_per_s": 0.0,
+        "base_weights_bytes": weights_bytes(model),
+        "steps": 0,
+        "tokens_seen": 0,
+        "precision": config.train.precision,
+        "device": str(device),
+    }
+    del model
+    run.start(plain, overwrite=overwrite)
+    run.write_summary(summary)  # a finished run from here on: evaluation loads it like any other
+    if config.data.eval is not None:
+        report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
+        summary.update({key: report.metrics[key] for key in SCALAR_METRICS if key in report.metrics})
+        summary["eval_metric"] = report.metrics.get("metric")
+        if "labels" in report.metrics:
+            summary["labels"] = report.metrics["labels"]
+    else:
+        log.warning(f"method {method.name}: no data.eval, so nothing was scored; run tunelab eval on a data file")
+    summary["eval_time_s"] = round(time.perf_counter() - started, 3)
+    summary["peak_memory_bytes"] = peak_memory_bytes(device)
+    run.write_summary(summary)
+    log.info(f"done: {run.path} ({method.name}: nothing trained)")
+    return TrainResult(summary, run.path, None)
