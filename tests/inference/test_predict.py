@@ -69,6 +69,7 @@ def test_predicted_labels_are_the_argmax_of_the_loaded_models_logits(classifier_
     tokenizer = load_tokenizer(str(classifier_run))
 
     assert [prediction.text for prediction in predictions] == TEXTS
+    assert [prediction.label for prediction in predictions] == ["positive", "negative", "neutral"]
     for prediction in predictions:
         ids = torch.tensor([tokenizer(prediction.text)["input_ids"]])
         with torch.no_grad():

@@ -30,7 +30,7 @@ def _train_epilog() -> str:
     from tunelab.config.loading import describe_config_keys
 
     return describe_config_keys() + (
-        "\n\nexamples:\n  tunelab train examples/quickstart.yaml\n"
+        "\n\nexamples:\n  tunelab train examples/tasks-to-json.yaml\n"
         "  tunelab train model=./my-model data.train=train.jsonl method.name=lora method.r=16 train.max_steps=50"
     )
 
