@@ -40,7 +40,11 @@ def list_methods(model_reference: str | None = None) -> list[MethodListing]:
         base = load_causal_lm(model_reference, dtype=torch.float32, merge_adapters=True)
     for method in available_methods().values():
         listing = MethodListing(method.name, method.summary, method.trains, method.can_merge)
-        if base is not None:
+        if base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
+            from tunelab.training.measure import count_parameters
+
+            listing.trainable_params, listing.total_params = 0, count_parameters(base)[1]
+        elif base is not None:
             try:
                 options = method.options_type()
                 plan = TrainingPlan(total_steps=100, model_reference=model_reference)
