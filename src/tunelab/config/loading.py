@@ -167,11 +167,18 @@ def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
     return config.model_copy(update={**updates, "data": config.data.model_copy(update=data)})
 
 
+def _needs_training_data(method_name: str, has_eval: bool) -> bool:
+    """Every method learns from data.train, except zero-shot and RAG, which only answer data.eval."""
+    from tunelab.methods.registry import get_method
+
+    return get_method(method_name).needs_training_data or not has_eval
+
+
 def check_training_inputs(config: TunelabConfig) -> None:
     """The checks a training run needs beyond the schema: required keys, files that must exist."""
     if not config.model:
         raise UserError("config error: model: required (a hub id, a local model folder or a run folder)")
-    if config.data.train is None:
+    if config.data.train is None and _needs_training_data(config.method.name, config.data.eval is not None):
         raise UserError("config error: data.train: required (a .jsonl, .json, .csv, .parquet or .txt file)")
     for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval)):
         if path is not None and Path(path).is_dir():

@@ -58,6 +58,7 @@ class Method:
     tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")  # the tasks it can train
     # True for strategies that change only the prompt (zero-shot, few-shot, RAG): no weights, no loop.
     trains_nothing: ClassVar[bool] = False
+    needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The model training starts from (with ``head``, a classifier); whole-model methods keep fp32 weights."""

@@ -57,6 +57,7 @@ class ZeroShot(InContextMethod):
     options_type = ZeroShotOptions
     summary = "the base model answers from the prompt alone (prompt.system / prompt.template)"
     trains = "nothing"
+    needs_training_data = False
 
 
 class FewShotOptions(MethodOptions):
@@ -136,6 +137,7 @@ class Rag(InContextMethod):
     options_type = RagOptions
     summary = "retrieval-augmented generation: the top-k chunks of your documents before each question"
     trains = "nothing (documents are embedded once into a FAISS index)"
+    needs_training_data = False
 
     def augment(
         self, queries: list[PromptedExample], train: list[PromptedExample], options: MethodOptions, seed: int
