@@ -89,9 +89,10 @@ def test_prompt_completion_is_plain_text_with_the_system_as_first_paragraph():
     with_system = prompted_example(row, "prompt_completion", PromptConfig(system="Repeat the word twice."))
 
     assert (plain.raw_prompt, plain.turns, plain.system, plain.answer) == ("say fox:", (), None, " fox fox")
-    assert with_system.raw_prompt == "Repeat the word twice.\n\nsay fox:"
-    assert with_system.query_text == with_system.raw_prompt
-    assert with_system.system is None  # no chat layout: the system text is part of the raw prompt
+    # the system text is a first paragraph of the plain prompt, kept apart so that few-shot
+    # prompts carry it once, not once per solved example
+    assert with_system.raw_prompt == "say fox:" and with_system.system == "Repeat the word twice."
+    assert with_system.plain_prompt() == "Repeat the word twice.\n\nsay fox:"
 
 
 def test_prompt_completion_template_wraps_the_fields():

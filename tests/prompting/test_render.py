@@ -117,3 +117,14 @@ def test_no_limit_drops_nothing(tokenizer):
     rendered = fit_prompt(tokenizer, QUERY, SHOTS, CHUNKS, chat=True, max_tokens=None)
 
     assert (rendered.shots, rendered.chunks, rendered.dropped) == (3, 2, 0)
+
+
+def test_a_plain_prompt_carries_the_system_paragraph_once(tokenizer):
+    prompt = PromptConfig(system="Repeat the word twice.")
+    rows = [{"prompt": f"say {word}:", "completion": f" {word} {word}"} for word in ("cat", "dog")]
+    shots = [prompted_example(row, "prompt_completion", prompt) for row in rows]
+    query = prompted_example({"prompt": "say fox:", "completion": " fox fox"}, "prompt_completion", prompt)
+
+    text = prompt_text(tokenizer, query, shots, [], chat=False)
+
+    assert text == "Repeat the word twice.\n\nsay cat: cat cat\n\nsay dog: dog dog\n\nsay fox:"

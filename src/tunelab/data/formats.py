@@ -159,7 +159,7 @@ def format_row(
     if data_format == "prompt_completion":
         prompt_text, completion = field_text(row, "prompt"), field_text(row, "completion")
         if prompt is not None and (prompt.template or prompt.system):
-            prompt_text = prompted_example(row, data_format, prompt).raw_prompt or prompt_text
+            prompt_text = prompted_example(row, data_format, prompt).plain_prompt()
         start = 0 if train_on_prompt else len(prompt_text)
         end = len(prompt_text) + len(completion)
         return FormattedExample(prompt_text + completion, ((start, end),), append_eos=True)

@@ -240,7 +240,8 @@ def _generate(
         if extra and extra.shot_ids:
             record["shots"] = extra.shot_ids[len(extra.shot_ids) - prompts[index].shots :]
         if extra and extra.chunks:
-            record["retrieved"] = [{k: v for k, v in chunk.items() if k != "text"} for chunk in extra.chunks]
+            kept = extra.chunks[: prompts[index].chunks]  # trimming drops chunks from the end
+            record["retrieved"] = [{k: v for k, v in chunk.items() if k != "text"} for chunk in kept]
         records.append(record)
     metrics = {"metric": scored.metric, **scored.metrics, "max_new_tokens": settings.max_new_tokens}
     if dropped:

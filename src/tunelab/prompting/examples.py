@@ -6,7 +6,8 @@
 - classification: the user turn is ``text`` (or the template); the answer is the label. Without a
   ``prompt.system``, the system message lists the labels so an untrained model knows its choices.
 
-``prompt.system`` replaces the row's own system message (raw prompts get it as a first paragraph).
+``prompt.system`` replaces the row's own system message (raw prompts get it as a first paragraph,
+once, before any solved examples).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class PromptedExample:
     turns: tuple[dict[str, str], ...]  # chat: the conversation before the answer, ending with a user turn
     raw_prompt: str | None  # prompt_completion: the plain-text prompt (then ``turns`` is empty)
     answer: str
+
+    def plain_prompt(self) -> str:
+        """prompt_completion: the system paragraph (if any), a blank line, the prompt."""
+        assert self.raw_prompt is not None
+        return f"{self.system}\n\n{self.raw_prompt}" if self.system else self.raw_prompt
 
     @property
     def query_text(self) -> str:
@@ -71,9 +77,7 @@ def prompted_example(
         return PromptedExample(_system(prompt, own_system), turns, None, messages[last]["content"])
     if data_format == "prompt_completion":
         text = _user(prompt, row, field_text(row, "prompt"))
-        if prompt.system:
-            text = f"{prompt.system}\n\n{text}"
-        return PromptedExample(None, (), text, field_text(row, "completion"))
+        return PromptedExample(prompt.system, (), text, field_text(row, "completion"))
     if data_format == "classification":
         label_list = ", ".join(labels or [])
         default_system = f"Answer with one label: {label_list}." if labels else None

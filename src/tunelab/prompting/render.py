@@ -49,8 +49,9 @@ def prompt_text(
     chat: bool,
 ) -> str:
     if not chat:
+        system = [query.system] if query.system else []
         solved = [f"{shot.raw_prompt or shot.query_text}{shot.answer}" for shot in shots]
-        return RAW_SEPARATOR.join([*solved, _with_context(query.query_text, chunks)])
+        return RAW_SEPARATOR.join([*system, *solved, _with_context(query.query_text, chunks)])
     messages = [{"role": "system", "content": query.system}] if query.system else []
     for shot in shots:
         messages += [{"role": "user", "content": shot.query_text}, {"role": "assistant", "content": shot.answer}]
@@ -81,4 +82,5 @@ def fit_prompt(
         dropped += 1
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[len(ids) - max_tokens :]  # the question alone is too long: keep its end, next to the answer
+        text = tokenizer.decode(ids)  # what the model sees, for --show-prompt
     return RenderedPrompt(text, ids, len(shots), len(chunks), dropped)
