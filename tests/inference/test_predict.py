@@ -98,14 +98,7 @@ def test_predict_with_a_feature_based_run(features_run):
     [
         "tiny_llama",
         "tiny_bert",
-        pytest.param(
-            "tiny_gpt2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: decoders are padded on the left without position_ids, so GPT-2's absolute "
-                "positions shift with the padding and a text's probabilities depend on its batch",
-            ),
-        ),
+        "tiny_gpt2",  # absolute positions: left padding must not shift them
     ],
 )
 def test_a_texts_prediction_does_not_depend_on_the_rest_of_its_batch(request, architecture, tmp_path):

@@ -180,11 +180,6 @@ def test_another_pooling_or_layer_is_not_taken_from_the_cache(tiny_llama, survey
     assert calls == [24, 24]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the cache key is the config's _name_or_path, which for a run folder with a merged "
-    "adapter is the base model's folder, so the base's embeddings are reused for the adapted model",
-)
 def test_a_run_folder_is_not_mistaken_for_its_base_in_the_cache(
     tiny_llama, surveys, own_cache, tmp_path, caplog, monkeypatch
 ):

@@ -65,10 +65,10 @@ def collate_classification(
         left = padding_side == "left"
         input_ids.append(padding + item.input_ids if left else item.input_ids + padding)
         masks.append(zeros + ones if left else ones + zeros)
-    inputs: dict[str, torch.Tensor | bool] = {
-        "input_ids": torch.tensor(input_ids),
-        "attention_mask": torch.tensor(masks),
-    }
+    mask = torch.tensor(masks)
+    inputs: dict[str, torch.Tensor | bool] = {"input_ids": torch.tensor(input_ids), "attention_mask": mask}
+    if padding_side == "left":  # positions count from each text's first token (GPT-2's are absolute)
+        inputs["position_ids"] = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     return Batch(inputs, labels, sum(len(item.input_ids) for item in items))
 
 

@@ -69,8 +69,8 @@ def predict_labels(run_dir: str | Path, texts: list[str], batch_size: int = PRED
     max_length = int(read_run_config(run_dir).get("data", {}).get("max_length", 512))
     tokenizer = load_tokenizer(str(run_dir))
     model = load_model(str(run_dir), dtype=torch.float32).to(best_device()).eval()
-    encoder = getattr(model, "encoder", model)  # feature-based runs: the architecture is the encoder's
-    side = padding_side_for(encoder)
+    # feature-based runs pool with the mask and embedded their training texts padded on the right
+    side = "right" if hasattr(model, "encoder") and hasattr(model, "head") else padding_side_for(model)
     pad_id = padding_id(tokenizer)
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     predictions = []

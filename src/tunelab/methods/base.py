@@ -76,7 +76,9 @@ class Method:
 
         return load_model(reference, dtype=torch.float32, merge_adapters=True, head=head)
 
-    def transform_items(self, model: nn.Module, data: PreparedData, options: MethodOptions) -> PreparedData:
+    def transform_items(
+        self, model: nn.Module, data: PreparedData, options: MethodOptions, plan: TrainingPlan
+    ) -> PreparedData:
         """The training items this method's model takes (feature-based: embeddings instead of tokens)."""
         return data
 

@@ -71,13 +71,16 @@ class FeatureBased(Method):
         except (OSError, ValueError) as error:
             raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
 
-    def transform_items(self, model: nn.Module, data: PreparedData, options: MethodOptions) -> PreparedData:
+    def transform_items(
+        self, model: nn.Module, data: PreparedData, options: MethodOptions, plan: TrainingPlan
+    ) -> PreparedData:
         """Every example becomes its embedding (from the cache where the same texts were embedded)."""
         from tunelab.data.classification import EmbeddedExample
 
         assert isinstance(options, FeaturesOptions)
         started = time.perf_counter()
-        reference = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        # the configured model (a run folder stays a run folder, its adapter part of the cache key)
+        reference = plan.model_reference or str(getattr(model.config, "_name_or_path", ""))
         converted = {}
         for part in ("train", "eval"):
             items = getattr(data, part)

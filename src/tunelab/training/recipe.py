@@ -238,7 +238,7 @@ def _prepare_model(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     base_bytes = weights_bytes(model)
     side = padding_side_for(model)
-    data = method.transform_items(model, data, config.method)
+    data = method.transform_items(model, data, config.method, plan)
     return method.prepare(model, config.method, plan), base_bytes, data, side
 
 
