@@ -122,4 +122,8 @@ def test_methods_lists_every_method(capsys):
         "multitask_prompt",
         "llama_adapter",
         "adapter",
+        "features",
+        "zeroshot",
+        "fewshot",
+        "rag",
     ]

@@ -127,7 +127,7 @@ def test_wrong_type_names_the_key_and_the_bad_value():
 def test_unknown_method_lists_the_known_ones():
     message = config_error(overrides=["method.name=nope"])
     assert "unknown method 'nope'" in message
-    assert "adalora, adapter, dora, full, ia3, last_layers, llama_adapter, lora" in message
+    assert "adalora, adapter, dora, features, fewshot, full, ia3, last_layers, llama_adapter, lora" in message
 
 
 def test_override_without_equals_sign_is_an_error():

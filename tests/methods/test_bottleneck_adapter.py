@@ -190,13 +190,14 @@ def test_bert_adapters_sit_on_the_dense_projections_before_layer_norm():
     }
     with torch.no_grad():
         assert torch.equal(classifier.bert(IDS).last_hidden_state, base_backbone(IDS).last_hidden_state)
-    assert {name for name, p in classifier.named_parameters() if p.requires_grad} == {
+    head = {f"{module}.{kind}" for module in ("bert.pooler.dense", "classifier") for kind in ("weight", "bias")}
+    assert {name for name, p in classifier.named_parameters() if p.requires_grad} == head | {
         f"bert.encoder.layer.{i}.bottleneck_adapters.{position}.{projection}.{kind}"
         for i in range(2)
         for position in ("attention", "feed_forward")
         for projection in ("down", "up")
         for kind in ("weight", "bias")
-    }
+    }  # a classifier's head (and BERT's pooler) trains with the adapters
 
 
 def test_an_artifact_fits_the_same_backbone_under_another_head(tmp_path):

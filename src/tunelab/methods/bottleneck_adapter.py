@@ -266,7 +266,9 @@ class BottleneckAdapter(Method):
         head_weights = {key[len(HEAD_PREFIX) :]: value for key, value in weights.items() if key.startswith(HEAD_PREFIX)}
         try:
             adapters.load_state_dict({k: v for k, v in weights.items() if not k.startswith(HEAD_PREFIX)}, strict=True)
-            if head_weights and base_model.load_state_dict(head_weights, strict=False).unexpected_keys:
+            # a classifier gets its trained head back; the same backbone under another head keeps its own
+            restore_head = bool(head_weights) and bool(classification_head(base_model))
+            if restore_head and base_model.load_state_dict(head_weights, strict=False).unexpected_keys:
                 raise RuntimeError(f"classifier head weights do not fit: {sorted(head_weights)[:3]}")
         except RuntimeError as error:
             detail = " ".join(str(error).split())
