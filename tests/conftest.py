@@ -90,6 +90,16 @@ def make_labelled_records(count: int, seed: int = 0) -> list[dict[str, str]]:
     return records
 
 
+@pytest.fixture(scope="session")
+def labelled_data(tmp_path_factory) -> tuple[Path, Path]:
+    """Training (96 rows) and evaluation (30 rows) files of text and a sentiment label."""
+    folder = tmp_path_factory.mktemp("labelled")
+    return (
+        write_jsonl(folder / "train.jsonl", make_labelled_records(96)),
+        write_jsonl(folder / "eval.jsonl", make_labelled_records(30, seed=1)),
+    )
+
+
 @pytest.fixture()
 def prompt_completion_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "train.jsonl", make_records(48))

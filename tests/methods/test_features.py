@@ -21,15 +21,6 @@ KINDS = {"negative": "complaint", "positive": "praise", "neutral": "feedback"}
 
 
 @pytest.fixture(scope="module")
-def labelled_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("features-data")
-    return (
-        write_jsonl(folder / "train.jsonl", make_labelled_records(96)),
-        write_jsonl(folder / "eval.jsonl", make_labelled_records(30, seed=1)),
-    )
-
-
-@pytest.fixture(scope="module")
 def heads(tiny_llama, labelled_data, tmp_path_factory):
     """A logistic and an MLP head trained on the tiny Llama's embeddings (100 cheap steps on vectors)."""
     runs = {}

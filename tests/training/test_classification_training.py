@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from conftest import make_labelled_records, training_config, write_jsonl
+from conftest import training_config
 from tunelab.errors import UserError
 from tunelab.models.loading import load_model
 from tunelab.training import recipe
@@ -38,15 +38,6 @@ WHOLE_MODEL = {"full", "last_layers"}
 MATRIX = [(method, architecture) for method in METHODS for architecture in ARCHITECTURES]
 # What a classifier adds on top of its backbone, by module name: it trains under every method.
 HEAD_MODULES = {"tiny_llama": {"score"}, "tiny_bert": {"classifier", "pooler"}}
-
-
-@pytest.fixture(scope="module")
-def labelled_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("labelled")
-    return (
-        write_jsonl(folder / "train.jsonl", make_labelled_records(96)),
-        write_jsonl(folder / "eval.jsonl", make_labelled_records(30, seed=1)),
-    )
 
 
 @pytest.fixture(scope="module")

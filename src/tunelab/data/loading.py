@@ -9,8 +9,9 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import UserError, first_line
 
@@ -127,3 +128,24 @@ def load_rows(path: Path | str, whole_documents: bool = False) -> Dataset:
     if len(dataset) == 0:
         raise UserError(f"{path}: the dataset is empty")
     return dataset
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as a JSONL reader sees them: only newlines end a line (str.splitlines would also split
+    at U+2028 inside a JSON string)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL text; a bad line is a ``UserError``
+    naming ``path`` and the line."""
+    for number, line in enumerate(split_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
+        yield number, value

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from tunelab.data.loading import jsonl_objects, split_lines
 from tunelab.errors import UserError
 
 Role = Literal["predictions", "references"]
@@ -51,24 +52,8 @@ def _field_text(record: Any, role: Role, where: str) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _split_lines(text: str) -> list[str]:
-    # Only newlines end a line: str.splitlines would also split at U+2028 inside a JSON string.
-    return [line.removesuffix("\r") for line in text.split("\n")]
-
-
 def _read_jsonl(path: Path, text: str, role: Role) -> list[str]:
-    texts = []
-    for number, line in enumerate(_split_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
-        texts.append(_field_text(record, role, f"{path} line {number}"))
-    return texts
+    return [_field_text(record, role, f"{path} line {number}") for number, record in jsonl_objects(path, text)]
 
 
 def _read_json(path: Path, text: str, role: Role) -> list[str]:
@@ -83,7 +68,7 @@ def _read_json(path: Path, text: str, role: Role) -> list[str]:
 
 def _read_lines(text: str) -> list[str]:
     """One text per line; blank lines inside count (an empty answer), trailing ones do not."""
-    lines = _split_lines(text)
+    lines = split_lines(text)
     while lines and not lines[-1].strip():
         lines.pop()
     return lines

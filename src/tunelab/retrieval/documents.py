@@ -9,13 +9,13 @@ last word. Tokenisation, embedding and indexing belong to other modules.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.loading import jsonl_objects
 from tunelab.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -85,20 +85,6 @@ def _load_folder(folder: Path) -> list[Document]:
     return [Document(id=path.relative_to(folder).as_posix(), text=_read_utf8(path), source=str(path)) for path in files]
 
 
-def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSONL file."""
-    for number, line in enumerate(_read_utf8(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(value, dict):
-            raise UserError(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
-        yield number, value
-
-
 def _document_from_row(row: dict[str, Any], path: Path, number: int) -> Document:
     where = f"{path} line {number}"
     field = next((name for name in TEXT_FIELDS if name in row), None)
@@ -122,7 +108,7 @@ def _document_from_row(row: dict[str, Any], path: Path, number: int) -> Document
 def _load_jsonl(path: Path) -> list[Document]:
     documents: list[Document] = []
     first_line_of: dict[str, int] = {}
-    for number, row in _jsonl_objects(path):
+    for number, row in jsonl_objects(path, _read_utf8(path)):
         document = _document_from_row(row, path, number)
         if document.id in first_line_of:
             raise UserError(
