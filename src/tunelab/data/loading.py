@@ -149,3 +149,13 @@ def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]
         if not isinstance(value, dict):
             raise UserError(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
         yield number, value
+
+
+def read_utf8(path: Path) -> str:
+    """A whole text file; one that is not UTF-8 is a ``UserError`` naming the first bad line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise UserError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None

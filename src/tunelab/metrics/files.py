@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from tunelab.data.loading import jsonl_objects, split_lines
+from tunelab.data.loading import jsonl_objects, read_utf8, split_lines
 from tunelab.errors import UserError
 
 Role = Literal["predictions", "references"]
@@ -26,12 +26,7 @@ SUFFIXES = (".jsonl", ".json", ".txt")
 def _read_utf8(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None
+    return read_utf8(path)
 
 
 def _field_text(record: Any, role: Role, where: str) -> str:

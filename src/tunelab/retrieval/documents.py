@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.loading import jsonl_objects
+from tunelab.data.loading import jsonl_objects, read_utf8
 from tunelab.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -48,22 +48,13 @@ def load_documents(path: Path) -> list[Document]:
     elif path.suffix.lower() == ".jsonl":
         documents = _load_jsonl(path)
     elif path.suffix.lower() in TEXT_SUFFIXES:
-        documents = [Document(id=path.name, text=_read_utf8(path), source=str(path))]
+        documents = [Document(id=path.name, text=read_utf8(path), source=str(path))]
     else:
         raise UserError(f"{path}: unsupported document collection '{path.suffix}' (use a folder, .jsonl, .txt or .md)")
     documents = [document for document in documents if document.text.strip()]
     if not documents:
         raise UserError(f"{path}: no document with any text")
     return documents
-
-
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None
 
 
 def _text_files(folder: Path) -> list[Path]:
@@ -82,7 +73,7 @@ def _load_folder(folder: Path) -> list[Document]:
     files = _text_files(folder)
     if not files:
         raise UserError(f"{folder}: no .txt or .md file in the folder")
-    return [Document(id=path.relative_to(folder).as_posix(), text=_read_utf8(path), source=str(path)) for path in files]
+    return [Document(id=path.relative_to(folder).as_posix(), text=read_utf8(path), source=str(path)) for path in files]
 
 
 def _document_from_row(row: dict[str, Any], path: Path, number: int) -> Document:
@@ -108,7 +99,7 @@ def _document_from_row(row: dict[str, Any], path: Path, number: int) -> Document
 def _load_jsonl(path: Path) -> list[Document]:
     documents: list[Document] = []
     first_line_of: dict[str, int] = {}
-    for number, row in jsonl_objects(path, _read_utf8(path)):
+    for number, row in jsonl_objects(path, read_utf8(path)):
         document = _document_from_row(row, path, number)
         if document.id in first_line_of:
             raise UserError(
