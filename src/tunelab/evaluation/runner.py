@@ -27,6 +27,17 @@ PREDICTIONS_FILE = "predictions.jsonl"
 GOLD_DOCUMENT = "doc_id"  # an eval column naming the document that holds the answer (RAG recall@k)
 
 
+# The figures a run's summary.json takes from its eval.json (comparisons rank by them).
+SUMMARY_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l", "json_validity", "json_f1", "json_exact_match")
+
+
+def summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar task metrics of an evaluation (and retrieval recall), plus which metric it scored."""
+    kept = {key: metrics[key] for key in SUMMARY_METRICS if key in metrics}
+    kept.update({key: value for key, value in metrics.items() if key.startswith("retrieval_recall")})
+    return {**kept, "eval_metric": metrics.get("metric")}
+
+
 @dataclass
 class EvalSetup:
     """What is evaluated and how: the model to load, the method and its options, the prompt wording."""

@@ -26,17 +26,10 @@ class TransformerEmbedder:
     def _load(self):
         if self._loaded is None:
             import torch
-            from transformers import AutoModel
 
-            from tunelab.errors import UserError, first_line
-            from tunelab.models.loading import load_tokenizer
-            from tunelab.models.resolve import check_model_reference, model_location
+            from tunelab.models.loading import load_backbone, load_tokenizer
 
-            check_model_reference(self.model)
-            try:
-                encoder = AutoModel.from_pretrained(model_location(self.model), dtype=torch.float32).eval()
-            except (OSError, ValueError) as error:
-                raise UserError(f"embedder: cannot load '{self.model}': {first_line(error)}") from None
+            encoder = load_backbone(self.model, torch.float32, key="embedder").eval()
             self._loaded = (load_tokenizer(self.model), encoder)
         return self._loaded
 

@@ -37,13 +37,11 @@ def embed_file(
     progress: bool = True,
 ) -> EmbedResult:
     import torch
-    from transformers import AutoModel
 
-    from tunelab.errors import first_line
     from tunelab.features.cache import embeddings_for
     from tunelab.inference.predict import read_texts
-    from tunelab.models.loading import load_tokenizer
-    from tunelab.models.resolve import check_model_reference, model_location
+    from tunelab.models.loading import load_backbone, load_tokenizer
+    from tunelab.models.resolve import model_location
 
     output = Path(output)
     if output.suffix not in OUTPUT_SUFFIXES:
@@ -51,12 +49,8 @@ def embed_file(
     if output.is_dir():
         raise UserError(f"--output {output} is a folder; give a file name")
     texts = read_texts(data, column)
-    check_model_reference(model)
     tokenizer = load_tokenizer(model)
-    try:
-        encoder = AutoModel.from_pretrained(model_location(model), dtype=torch.float32)
-    except (OSError, ValueError) as error:
-        raise UserError(f"model: cannot load '{model}': {first_line(error)}") from None
+    encoder = load_backbone(model, torch.float32)
     sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     vectors, cached = embeddings_for(encoder, model_location(model), sequences, pooling, layer, use_cache, progress)
     output.parent.mkdir(parents=True, exist_ok=True)

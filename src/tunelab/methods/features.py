@@ -25,7 +25,7 @@ from tunelab.errors import UserError
 from tunelab.features.cache import embeddings_for
 from tunelab.features.embedding import Pooling
 from tunelab.methods.base import Method, TrainingPlan
-from tunelab.models.resolve import is_run_folder, model_location
+from tunelab.models.resolve import is_run_folder
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,17 +59,12 @@ class FeatureBased(Method):
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The bare encoder (no task head); a run folder is loaded whole and its hidden states used."""
         import torch
-        from transformers import AutoModel
 
-        from tunelab.errors import first_line
-        from tunelab.models.loading import load_model
+        from tunelab.models.loading import load_backbone, load_model
 
         if is_run_folder(reference):
             return load_model(reference, dtype=torch.float32, merge_adapters=True)
-        try:
-            return AutoModel.from_pretrained(model_location(reference), dtype=torch.float32)
-        except (OSError, ValueError) as error:
-            raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
+        return load_backbone(reference, torch.float32)
 
     def transform_items(
         self, model: nn.Module, data: PreparedData, options: MethodOptions, plan: TrainingPlan

@@ -102,6 +102,19 @@ def _load_pretrained(
         raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
 
 
+def load_backbone(reference: str, dtype: torch.dtype | None = None, key: str = "model") -> nn.Module:
+    """The bare pretrained network without a task head (``AutoModel``): what embeddings are read from.
+
+    ``key`` names the config key in the error (``model``, ``embedder``)."""
+    from transformers import AutoModel
+
+    check_model_reference(reference)
+    try:
+        return AutoModel.from_pretrained(model_location(reference), dtype=dtype or "auto")
+    except (OSError, ValueError) as error:
+        raise UserError(f"{key}: cannot load '{reference}': {first_line(error)}") from None
+
+
 def load_model(
     reference: str,
     dtype: torch.dtype | None = None,

@@ -18,13 +18,12 @@ from tunelab.methods.base import Method
 from tunelab.run.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
-SCALAR_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l", "json_validity", "json_f1", "json_exact_match")
 
 
 def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = False, progress: bool = True):
     import torch
 
-    from tunelab.evaluation.runner import evaluate_model
+    from tunelab.evaluation.runner import evaluate_model, summary_metrics
     from tunelab.models.loading import load_model
     from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
     from tunelab.training.recipe import TrainResult
@@ -59,9 +58,7 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     run.write_summary(summary)  # a finished run from here on: evaluation loads it like any other
     if config.data.eval is not None:
         report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
-        summary.update({key: report.metrics[key] for key in SCALAR_METRICS if key in report.metrics})
-        summary.update({key: value for key, value in report.metrics.items() if key.startswith("retrieval_recall")})
-        summary["eval_metric"] = report.metrics.get("metric")
+        summary.update(summary_metrics(report.metrics))
         if "labels" in report.metrics:
             summary["labels"] = report.metrics["labels"]
     else:

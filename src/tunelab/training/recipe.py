@@ -445,15 +445,13 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
 
 def _score_generations(config: TunelabConfig, run: RunDirectory, summary: dict[str, Any], progress: bool) -> dict:
     """``eval.generate``: answer data.eval with the trained model; eval.json beside the run, metrics in the summary."""
-    from tunelab.evaluation.runner import evaluate_model
-    from tunelab.training.in_context import SCALAR_METRICS
+    from tunelab.evaluation.runner import evaluate_model, summary_metrics
 
     if config.data.eval is None:
         log.warning("eval.generate needs a data.eval file to answer; nothing was generated")
         return summary
     report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
-    summary = {**summary, **{key: report.metrics[key] for key in SCALAR_METRICS if key in report.metrics}}
-    summary["eval_metric"] = report.metrics.get("metric")
+    summary = {**summary, **summary_metrics(report.metrics)}
     run.write_summary(summary)
     return summary
 
