@@ -204,9 +204,8 @@ def _generate(
     from tunelab.inference.generate import best_device
     from tunelab.methods.registry import get_method
     from tunelab.metrics.scoring import score_predictions
-    from tunelab.models.loading import load_model, load_tokenizer
+    from tunelab.models.loading import load_model, load_tokenizer, model_context_length
     from tunelab.prompting.render import fit_prompt
-    from tunelab.training.recipe import model_context_length
 
     config, labels = setup.config, setup.labels
     if data_format == "classification" and labels is None:

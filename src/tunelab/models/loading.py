@@ -155,3 +155,13 @@ def load_causal_lm(
 ) -> nn.Module:
     """``load_model`` for a language model (a classification run still loads as its classifier)."""
     return load_model(reference, dtype, merge_adapters, quantization)
+
+
+def model_context_length(model: nn.Module) -> int | None:
+    """The longest sequence the model's positions allow, from its config (None where it has no limit)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

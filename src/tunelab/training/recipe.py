@@ -35,7 +35,7 @@ from tunelab.data.pipeline import PreparedData, prepare_classification_data, pre
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
-from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder
+from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder, model_context_length
 from tunelab.models.scratch import build_scratch_model
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
@@ -188,15 +188,6 @@ def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokeni
         f"{len(data.train)} sequences, {len(data.eval)} evaluation sequences"
     )
     return tokenizer, padding_id(tokenizer), data
-
-
-def model_context_length(model: torch.nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def _prepare_model(
