@@ -2,6 +2,6 @@
 
 import sys
 
-from tunelab.cli.main import main
+from tunelab.cli.main import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -131,9 +131,27 @@ def _configure_logging() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Library deprecation notices (PEFT, transformers) are for us, not for the user of the CLI.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _show_one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    print(f"tunelab: warning: {category.__name__}: {message}", file=sys.stderr)
+
+
+def show_deprecations_once() -> None:
+    """Deprecations from transformers, PEFT and accelerate surface while they are cheap to fix:
+    each is shown once per command, as one line, and never stops the command.
+
+    Only the console script calls this; the test suite turns the same warnings into errors."""
+    warnings.filterwarnings("once", category=FutureWarning)
+    warnings.filterwarnings("once", category=DeprecationWarning)
+    warnings.showwarning = _show_one_line
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -217,5 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> int:
+    """The ``tunelab`` command: ``main`` with deprecations shown once each."""
+    show_deprecations_once()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 HALF_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 
 
+def adapts_embeddings(model: nn.Module) -> bool:
+    """Whether a PEFT layer wraps an embedding (``target_modules`` naming ``embed_tokens``, say)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from torch import nn
+
+    return any(
+        isinstance(module, BaseTunerLayer) and isinstance(module.get_base_layer(), nn.Embedding)
+        for module in model.modules()
+    )
+
+
 class PeftAdapterMethod(Method):
     saves_adapter_only = True
 
@@ -65,7 +76,13 @@ class PeftAdapterMethod(Method):
         # AutoPeftModelForCausalLM.from_pretrained(run) rebuilds exactly what was trained.
         for config in model.peft_config.values():
             config.base_model_name_or_path = base_reference
-        model.save_pretrained(directory, safe_serialization=True)
+        # tunelab never resizes the vocabulary, so the full embedding matrix belongs in the adapter
+        # only where the method adapts the embedding layer. Left to "auto", PEFT looks the base up on
+        # the hub to compare vocabularies, and warns on every save for a base that is a short name
+        # (minilm) or a run folder.
+        model.save_pretrained(
+            directory, safe_serialization=True, save_embedding_layers="auto" if adapts_embeddings(model) else False
+        )
 
     def load_artifact(self, base_model: nn.Module, directory: Path) -> nn.Module:
         from peft import PeftModel
