@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunelab.cache_dirs import cache_dir
 from tunelab.models.resolve import model_location
 
 if TYPE_CHECKING:
@@ -30,10 +31,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 def embedding_cache_dir() -> Path:
     """``$TUNELAB_CACHE_DIR/embeddings``, else ``$XDG_CACHE_HOME/tunelab/embeddings`` (~/.cache)."""
-    root = os.environ.get("TUNELAB_CACHE_DIR")
-    if root:
-        return Path(root) / "embeddings"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "embeddings"
+    return cache_dir("embeddings")
 
 
 def model_identity(reference: str) -> str:

