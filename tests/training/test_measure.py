@@ -11,8 +11,6 @@ import torch
 
 from tunelab.training.measure import count_parameters
 
-CPU = torch.device("cpu")
-
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset the peak")
 def test_reset_starts_a_new_cpu_peak():
