@@ -10,13 +10,18 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
+import traceback
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
-from tunelab.errors import UserError
+from tunelab.errors import UserError, first_line
+from tunelab.training.interrupt import EXIT_INTERRUPTED
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
 # What `tunelab train` prints at the end, where the run has it.
 SUMMARY_FIGURES = ("train_loss", "eval_loss", "accuracy", "macro_f1", "json_f1", "exact_match", "rouge_l")
 
@@ -39,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tunelab", description="Adapt a language model to a task, every strategy behind one interface."
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser(
@@ -113,9 +119,8 @@ def _command_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
-def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
     """Parse with overrides allowed after options (``train x.yaml --quiet train.lr=1e-3``)."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["train"] and not {"-h", "--help"} & set(arguments):
         namespace = parser.parse_args(arguments[:1] + [a for a in arguments[1:] if a.startswith("--")])
         positionals = [a for a in arguments[1:] if not a.startswith("--")]
@@ -223,16 +228,41 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Bad input: one ``error:`` line, exit 2. Ctrl-C: one line, exit 130. Anything
+    else unexpected: one line naming a file with the full traceback, exit 1 (``--debug``: the
+    traceback itself)."""
     _configure_logging()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments or os.environ.get("TUNELAB_DEBUG") == "1"
+    arguments = [argument for argument in arguments if argument != "--debug"]
     try:
-        args = _parse(build_parser(), argv)
+        args = _parse(build_parser(), arguments)
         return run_command(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        print(f"tunelab: {error or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        report = write_crash_report(error)
+        print(
+            f"error: unexpected {type(error).__name__}: {first_line(error)} (full traceback in {report}; "
+            "please report it with that file, or run again with --debug)",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+
+
+def write_crash_report(error: BaseException) -> Path:
+    """The full traceback of an unexpected error, in a temporary file that outlives the process."""
+    handle, name = tempfile.mkstemp(prefix="tunelab-traceback-", suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8") as report:
+        report.write(f"tunelab {' '.join(sys.argv[1:])}\n\n")
+        report.write("".join(traceback.format_exception(error)))
+    return Path(name)
 
 
 def console_main() -> int:

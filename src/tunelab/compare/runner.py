@@ -36,7 +36,9 @@ from tunelab.compare.spec import ComparisonSpec, Entry, entry_config
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import read_run_config
+from tunelab.run.lock import FolderLock
 from tunelab.run.run_directory import RunDirectory
+from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
 
@@ -161,15 +163,22 @@ def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool
     """Train every entry (or only ``only``, from scratch); write results.json, results.csv, report.html."""
     chosen = [spec.entry(only)] if only is not None else spec.entries
     _check_inputs(chosen)
-    spec.output_dir.mkdir(parents=True, exist_ok=True)
-    environment = collect_environment()
-    previous = _previous_records(spec.output_dir)
-    records: list[dict[str, Any]] = []
-    for entry in spec.entries:
-        if entry in chosen:
-            records.append(_run_entry(entry, from_scratch=only is not None, progress=progress))
-        else:
-            records.append(_untouched_record(entry, previous.get(entry.name)))
-        results_json, results_csv = write_results(spec.output_dir, records, environment)
-    report_html = write_report(records, environment, spec.output_dir)
+    with FolderLock(spec.output_dir, "comparison folder"):
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        environment = collect_environment()
+        previous = _previous_records(spec.output_dir)
+        records: list[dict[str, Any]] = []
+        for entry in spec.entries:
+            if entry in chosen:
+                try:
+                    records.append(_run_entry(entry, from_scratch=only is not None, progress=progress))
+                except TrainingInterrupted as interruption:
+                    raise TrainingInterrupted(
+                        f"comparison interrupted in entry '{entry.name}' ({interruption}); "
+                        f"{len(records)} entries before it are kept; run the same tunelab compare to go on"
+                    ) from None
+            else:
+                records.append(_untouched_record(entry, previous.get(entry.name)))
+            results_json, results_csv = write_results(spec.output_dir, records, environment)
+        report_html = write_report(records, environment, spec.output_dir)
     return ComparisonResult(spec.output_dir, records, environment, results_json, results_csv, report_html)

@@ -83,6 +83,10 @@ class TrainConfig(StrictModel):
     keep_checkpoints: int = Field(2, gt=0, description="how many recent checkpoints to keep")
     log_every: int = Field(10, gt=0, description="write a metrics line every N steps")
     resume: bool = Field(False, description="continue from the latest checkpoint in output_dir")
+    nan_policy: Literal["stop", "skip_step"] = Field(
+        "stop", description="a non-finite loss or gradient: stop the run, or skip_step (leave the update out)"
+    )
+    nan_max_skips: int = Field(5, gt=0, description="skip_step: stop after this many non-finite steps in a row")
 
 
 class PromptConfig(StrictModel):

@@ -19,7 +19,9 @@ from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import is_run_folder
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
 from tunelab.run.atomic import write_json_atomic
+from tunelab.run.lock import FolderLock
 from tunelab.run.run_directory import RunDirectory
+from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
 
@@ -92,7 +94,13 @@ def _train_stage(stage: Stage, config: TunelabConfig, base_changed: bool) -> str
 
 
 def run_pipeline(spec: PipelineSpec) -> PipelineReport:
-    """Train every stage in order; figures go to ``pipeline.json`` after each stage."""
+    """Train every stage in order; figures go to ``pipeline.json`` after each stage. The pipeline
+    folder is locked for the whole run."""
+    with FolderLock(spec.output_dir, "pipeline folder"):
+        return _run_stages(spec)
+
+
+def _run_stages(spec: PipelineSpec) -> PipelineReport:
     from tunelab.config.loading import check_training_inputs
 
     spec.output_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +130,13 @@ def run_pipeline(spec: PipelineSpec) -> PipelineReport:
                 and (report.stages[-2]["status"] in ("trained", "resumed"))
             )
             entry["status"] = _train_stage(stage, config, base_changed)
+        except TrainingInterrupted as interruption:
+            entry["status"] = "interrupted"
+            write_json_atomic(report_file, report.to_json())
+            raise TrainingInterrupted(
+                f"pipeline interrupted in stage '{stage.name}' ({interruption}); earlier stages are kept; "
+                "run the same tunelab pipeline to go on"
+            ) from None
         except Exception as error:  # a failed stage stops the pipeline; earlier stages stay
             entry["status"] = "failed"
             entry["error"] = first_line(error)

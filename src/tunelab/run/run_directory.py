@@ -36,6 +36,8 @@ RESUMABLE_CHANGES = {
         "eval_every",
         "log_every",
         "keep_checkpoints",
+        "nan_policy",
+        "nan_max_skips",
     },
 }
 

@@ -38,12 +38,15 @@ from tunelab.methods.registry import get_method
 from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder, model_context_length
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
+from tunelab.run.lock import FolderLock
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
 from tunelab.training.classification import classification_summary, padding_side_for
+from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
+from tunelab.training.nonfinite import NonFiniteGuard
 from tunelab.training.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
@@ -235,12 +238,20 @@ def _prepare_model(
 
 
 def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
-    """Train as ``config`` says; the run folder receives the artifact, metrics and summary."""
-    from accelerate.utils import set_seed
+    """Train as ``config`` says; the run folder receives the artifact, metrics and summary.
 
-    # 1. Check everything cheap before anything heavy loads.
+    The run folder is locked for the whole run (a second command into it is refused), and a first
+    Ctrl-C stops at the next step boundary (``TrainingInterrupted``), a second at once."""
     check_training_inputs(config)
     config = with_absolute_paths(config)
+    with FolderLock(config.output_dir, "run folder"), StopOnInterrupt() as stop:
+        return _train(config, overwrite, progress, stop)
+
+
+def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnInterrupt) -> TrainResult:
+    from accelerate.utils import set_seed
+
+    # 1. Check everything cheap before anything heavy loads (inputs and paths: in train).
     check_precision(config.train.precision)
     method = get_method(config.method.name)
     if config.train.resume and not method.supports_resume:
@@ -322,18 +333,23 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     )
     model.train()
     budget = config.train.max_tokens
+    guard = NonFiniteGuard(config.train.nan_policy, config.train.nan_max_skips)
     while state.step < total_steps and (budget is None or state.tokens_seen < budget):
+        if stop.requested:
+            _stop_interrupted(config, run, state, total_steps, accelerator, model, optimizer, scheduler)
         group, next_position = next(steps)
         started = time.perf_counter()
         batches = [make_batch([data.train[i] for i in indices]).to(accelerator.device) for indices in group]
         step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator)
-        if config.train.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
+        max_norm = config.train.max_grad_norm if config.train.max_grad_norm is not None else math.inf
+        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
         learning_rate = scheduler.get_last_lr()[0]
-        optimizer.step()
-        method.after_optimizer_step(accelerator.unwrap_model(model), state.step)
-        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the schedule waits too
-            scheduler.step()
+        skipped = guard.check(state.step + 1, step_loss, grad_norm, learning_rate, list_checkpoints(run.checkpoints))
+        if not skipped:
+            optimizer.step()
+            method.after_optimizer_step(accelerator.unwrap_model(model), state.step)
+            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the schedule waits too
+                scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
 
@@ -341,8 +357,9 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         state.position = next_position
         state.tokens_seen += step_tokens
         state.train_time_s += elapsed
-        window.loss_sum += step_loss
-        window.targets += step_targets
+        if not skipped:
+            window.loss_sum += step_loss
+            window.targets += step_targets
         window.tokens += step_tokens
         window.seconds += elapsed
         bar.update(1)
@@ -413,6 +430,8 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
         "processes": accelerator.num_processes,
         **gguf_record(config.model),
     }
+    if guard.skipped:
+        summary["skipped_steps"] = guard.skipped  # train.nan_policy=skip_step: updates left out
     if data.task_ids:
         summary["task_ids"] = data.task_ids  # multi-task prompt tuning: task name -> id
     if data.eval:
@@ -434,6 +453,36 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     if config.eval.generate and accelerator.is_main_process:
         summary = _score_generations(config, run, summary, progress)
     return TrainResult(summary, run.path, unwrapped)
+
+
+def _stop_interrupted(
+    config: TunelabConfig,
+    run: RunDirectory,
+    state: TrainingState,
+    total_steps: int,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    """Ctrl-C: a checkpoint of the steps done (where checkpoints are on), then one line on how to go on."""
+    accelerator.wait_for_everyone()
+    done = f"interrupted at step {state.step} of {total_steps}"
+    if not config.train.save_every:
+        raise TrainingInterrupted(
+            f"{done}; no checkpoint was written (train.save_every is off), so run it again with --overwrite"
+        )
+    saved = list_checkpoints(run.checkpoints)
+    if (
+        state.step > 0
+        and accelerator.is_main_process
+        and (not saved or not saved[-1].name.endswith(f"{state.step:08d}"))
+    ):
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(run.checkpoints, unwrapped, optimizer, scheduler, state, config.train.keep_checkpoints)
+    if state.step == 0 and not saved:
+        raise TrainingInterrupted(f"{done}; nothing to resume yet, so run it again with --overwrite")
+    raise TrainingInterrupted(f"{done}; resume with the same command and train.resume=true")
 
 
 def _score_generations(config: TunelabConfig, run: RunDirectory, summary: dict[str, Any], progress: bool) -> dict:
