@@ -112,6 +112,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tunelab.cli.classify_command",
     "tunelab.cli.quickstart_command",
     "tunelab.cli.eval_command",
+    "tunelab.cli.doctor_command",
 )
 
 
@@ -244,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as error:
         print(f"tunelab: {error or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except PermissionError as error:  # a data file, output_dir or cache the user cannot read or write
+        print(f"error: {error.filename or 'a file'}: permission denied ({error.strerror or error})", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as error:
         if debug:
             raise

@@ -172,7 +172,10 @@ def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: di
     tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
     tree["output_dir"] = str(spec.output_dir / "runs" / name)
     entry = Entry(name, tree, spec.output_dir / "runs" / name)
-    config = entry_config(entry)  # validate now, before anything runs
+    try:
+        config = entry_config(entry)  # validate now, before anything runs
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
     if config.train.save_every is None:
         tree["train"]["save_every"] = checkpoint_interval(spec.budget, config)
     return entry

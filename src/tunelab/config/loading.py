@@ -197,7 +197,7 @@ def check_training_inputs(config: TunelabConfig) -> None:
             raise UserError(
                 f"config error: output_dir {config.output_dir} would hold {key} {path}; choose another output_dir"
             )
-    from tunelab.models.resolve import check_model_reference
+    from tunelab.models.resolve import check_model_reference, run_task
 
     if isinstance(config.model, ScratchModelConfig):
         if (
@@ -210,6 +210,12 @@ def check_training_inputs(config: TunelabConfig) -> None:
             )
         return
     check_model_reference(config.model)
+    if run_task(config.model) == "classification" and config.task != "classification":
+        raise UserError(
+            f"model: {config.model} is a classification run: it predicts labels and has no language-model head, "
+            f"so it cannot be the base of a {config.task} run; start from its base model instead "
+            "(or train task=classification on it)"
+        )
 
 
 def _shown(default: Any) -> str:

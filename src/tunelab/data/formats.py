@@ -105,6 +105,13 @@ def row_messages(row: dict[str, Any]) -> list[dict[str, str]]:
         cleaned.append({"role": message["role"], "content": content})
     if not any(message["role"] == "assistant" for message in cleaned):
         raise UserError("field 'messages' has no assistant message to learn from")
+    if not any(message["role"] == "user" for message in cleaned):
+        raise UserError("field 'messages' has no user message (a conversation starts with the user's turn)")
+    first = next(index for index, message in enumerate(cleaned) if message["role"] != "system")
+    if cleaned[first]["role"] != "user":
+        raise UserError(
+            f"messages[{first}] is the assistant's, before any user turn (a conversation starts with the user's turn)"
+        )
     return cleaned
 
 

@@ -43,6 +43,27 @@ def find_bad_json_line(path: Path) -> str | None:
     return None
 
 
+def find_bad_csv_row(path: Path) -> str | None:
+    """The first CSV row whose field count differs from the header's, as ``row N (line L): ...``."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return None
+        try:
+            for number, row in enumerate(reader, start=1):
+                if row and len(row) != len(header):
+                    return (
+                        f"row {number} (line {reader.line_num}): {len(row)} fields where the header "
+                        f"has {len(header)} ({', '.join(header)})"
+                    )
+        except csv.Error as error:
+            return f"line {reader.line_num}: {error}"
+    return None
+
+
 def _looks_like_jsonl(path: Path) -> bool:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
@@ -102,8 +123,11 @@ def load_rows(path: Path | str, whole_documents: bool = False) -> Dataset:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     loader = _loader_for(path)
-    if not _has_content(path):
-        raise UserError(f"{path}: the file is empty")
+    try:
+        if not _has_content(path):
+            raise UserError(f"{path}: the file is empty")
+    except PermissionError:
+        raise UserError(f"{path}: cannot read the file (permission denied)") from None
     if loader != "parquet":
         check_utf8(path)
     datasets_logger = logging.getLogger("datasets")
@@ -115,6 +139,10 @@ def load_rows(path: Path | str, whole_documents: bool = False) -> Dataset:
     except Exception as error:  # datasets/pyarrow raise many types for one bad file
         if loader == "json" and _looks_like_jsonl(path):
             problem = find_bad_json_line(path)
+            if problem is not None:
+                raise UserError(f"{path} {problem}") from None
+        if loader == "csv":
+            problem = find_bad_csv_row(path)
             if problem is not None:
                 raise UserError(f"{path} {problem}") from None
         first = first_line(error)

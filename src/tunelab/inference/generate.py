@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder
+from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, run_task
 
 
 def read_messages(path: Path | str) -> list[dict[str, str]]:
@@ -94,6 +94,11 @@ def generate_text(
         raise UserError("give exactly one of --prompt or --messages")
     if max_new_tokens <= 0:
         raise UserError("--max-new-tokens must be positive")
+    if run_task(model_reference) == "classification":
+        raise UserError(
+            f"{model_reference} is a classification run: it predicts labels, not text; "
+            f'use tunelab predict {model_reference} --text "..."'
+        )
     tokenizer = load_tokenizer(model_reference)
     model = load_causal_lm(model_reference).to(best_device())
     model.eval()

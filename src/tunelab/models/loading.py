@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safetensors import SafetensorError
+
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import (
     RUN_SUMMARY_FILE,
@@ -96,10 +98,33 @@ def _load_pretrained(
     if head is not None:
         auto_class = AutoModelForSequenceClassification
         extra.update(head.config_kwargs())
+    location = model_location(reference)
     try:
-        return auto_class.from_pretrained(model_location(reference), dtype=dtype or "auto", **extra)
-    except (OSError, ValueError) as error:
-        raise UserError(f"model: cannot load '{reference}': {first_line(error)}") from None
+        return auto_class.from_pretrained(location, dtype=dtype or "auto", **extra)
+    except (OSError, ValueError, SafetensorError) as error:
+        raise UserError(f"model: cannot load '{reference}': {_why(location, error)}") from None
+
+
+def damaged_weights_file(folder: Path) -> Path | None:
+    """The first ``.safetensors`` file in ``folder`` whose header or size does not hold together."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():  # noqa: SIM118  (safe_open has keys(), not iteration)
+                    weights.get_slice(name)
+        except (SafetensorError, OSError):
+            return path
+    return None
+
+
+def _why(location: str, error: BaseException) -> str:
+    """What went wrong loading, naming a damaged weights file where that is the cause."""
+    damaged = damaged_weights_file(Path(location)) if Path(location).is_dir() else None
+    if damaged is not None:
+        return f"{damaged} is damaged (truncated or corrupt: {first_line(error)}); copy or download it again"
+    return first_line(error)
 
 
 def load_backbone(reference: str, dtype: torch.dtype | None = None, key: str = "model") -> nn.Module:
@@ -109,10 +134,11 @@ def load_backbone(reference: str, dtype: torch.dtype | None = None, key: str = "
     from transformers import AutoModel
 
     check_model_reference(reference)
+    location = model_location(reference)
     try:
-        return AutoModel.from_pretrained(model_location(reference), dtype=dtype or "auto")
-    except (OSError, ValueError) as error:
-        raise UserError(f"{key}: cannot load '{reference}': {first_line(error)}") from None
+        return AutoModel.from_pretrained(location, dtype=dtype or "auto")
+    except (OSError, ValueError, SafetensorError) as error:
+        raise UserError(f"{key}: cannot load '{reference}': {_why(location, error)}") from None
 
 
 def load_model(

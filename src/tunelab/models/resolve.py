@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,16 @@ def check_model_reference(reference: str) -> None:
         return
     if looks_like_path(reference):
         raise UserError(f"model: folder not found: {reference}")
+
+
+def run_task(reference: str | Path) -> str | None:
+    """The task a finished run trained (``causal_lm``, ``classification``); None for other references."""
+    if not is_run_folder(reference):
+        return None
+    try:
+        return json.loads((Path(reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8")).get("task")
+    except (OSError, ValueError):
+        return None
 
 
 def read_run_config(run_dir: str | Path) -> dict:

@@ -8,7 +8,9 @@ temporary folder that is renamed into place, so a SIGKILL never leaves a half ch
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import random
 import shutil
 from dataclasses import asdict, dataclass
@@ -16,12 +18,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunelab.errors import UserError, first_line
 from tunelab.training.batching import DataPosition
 
+log = logging.getLogger("tunelab")
+
 CHECKPOINT_PREFIX = "step-"
+# what a truncated or corrupt checkpoint file raises on load (safetensors, torch.load, json)
+DAMAGED_CHECKPOINT_ERRORS = (
+    SafetensorError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    pickle.UnpicklingError,
+)
 
 
 @dataclass
@@ -110,3 +126,21 @@ def load_checkpoint(
     payload = json.loads((checkpoint / "state.json").read_text())
     payload["position"] = DataPosition(**payload["position"])
     return TrainingState(**payload)
+
+
+def load_latest_complete_checkpoint(
+    checkpoints: list[Path],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[TrainingState, Path]:
+    """The newest checkpoint that loads whole; a damaged one (truncated by a full disk, say) is
+    named and the previous one is tried, down to the oldest."""
+    for checkpoint in reversed(checkpoints):
+        try:
+            return load_checkpoint(checkpoint, model, optimizer, scheduler), checkpoint
+        except DAMAGED_CHECKPOINT_ERRORS as error:
+            log.warning(f"checkpoint {checkpoint} is damaged ({first_line(error)}); trying the previous complete one")
+    raise UserError(
+        f"output_dir {checkpoints[-1].parent.parent}: every checkpoint is damaged; pass --overwrite to start again"
+    )

@@ -41,7 +41,12 @@ from tunelab.models.scratch import build_scratch_model
 from tunelab.run.lock import FolderLock
 from tunelab.run.run_directory import RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
-from tunelab.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
+from tunelab.training.checkpoint import (
+    TrainingState,
+    list_checkpoints,
+    load_latest_complete_checkpoint,
+    save_checkpoint,
+)
 from tunelab.training.classification import classification_summary, padding_side_for
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.loss import count_targets, summed_loss
@@ -312,10 +317,12 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
     accelerator.wait_for_everyone()
     state = TrainingState(step=0, position=DataPosition(), tokens_seen=0, train_time_s=0.0)
     if checkpoints:
-        state = load_checkpoint(checkpoints[-1], accelerator.unwrap_model(model), optimizer, scheduler)
+        state, used = load_latest_complete_checkpoint(
+            checkpoints, accelerator.unwrap_model(model), optimizer, scheduler
+        )
         if accelerator.is_main_process:
             run.keep_metrics_until(state.step)
-        log.info(f"resumed from {checkpoints[-1].name} (step {state.step}, epoch {state.position.epoch})")
+        log.info(f"resumed from {used.name} (step {state.step}, epoch {state.position.epoch})")
 
     # 4. The loop.
     steps = iterate_steps(
