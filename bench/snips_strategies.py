@@ -28,31 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNIPS = ROOT.parent / "shared" / "data" / "instruct" / "jointbert_snips"
 MODEL = ROOT.parent / "shared" / "data" / "models" / "stories260K-hf"
-INSTRUCTION = "Convert the request to JSON with its intent and slots."
+# the SNIPS conversion is the instruct-json example's own (examples/instruct-json/snips_to_jsonl.py)
+sys.path.insert(0, str(ROOT / "examples" / "instruct-json"))
+import snips_to_jsonl  # noqa: E402
 
 
 def snips_rows(split: str, limit: int) -> list[dict[str, str]]:
     """The first ``limit`` utterances of a split as instruction rows with a JSON answer."""
-    folder = SNIPS / split
-    utterances = (folder / "seq.in").read_text(encoding="utf-8").splitlines()
-    tags = (folder / "seq.out").read_text(encoding="utf-8").splitlines()
-    intents = (folder / "label").read_text(encoding="utf-8").splitlines()
-    rows = []
-    for words_line, tags_line, intent in list(zip(utterances, tags, intents, strict=True))[:limit]:
-        words, labels = words_line.split(), tags_line.split()
-        slots: dict[str, str] = {}
-        current = None
-        for word, label in zip(words, labels, strict=True):
-            if label.startswith("B-"):
-                current = label[2:]
-                slots[current] = word if current not in slots else f"{slots[current]} {word}"
-            elif label.startswith("I-") and current == label[2:]:
-                slots[current] += f" {word}"
-            else:
-                current = None
-        answer = json.dumps({"intent": intent, "slots": slots}, ensure_ascii=False)
-        rows.append({"instruction": INSTRUCTION, "input": " ".join(words), "output": answer, "intent": intent})
-    return rows
+    return snips_to_jsonl.snips_rows(SNIPS, split)[:limit]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
