@@ -128,3 +128,13 @@ def training_config(model: Path, train_file: Path, output_dir: Path, **overrides
     }
     base.update(overrides)
     return load_config(None, [f"{key}={value}" for key, value in base.items()])
+
+
+def write_comparison(
+    path: Path, output_dir: Path, model: Path, train_file: Path, entries: list, steps: int = 1
+) -> Path:
+    """A comparison file over ``model`` and ``train_file`` at a budget of ``steps``."""
+    base = {"model": str(model), "data": {"train": str(train_file)}}
+    spec = {"output_dir": str(output_dir), "base": base, "budget": {"steps": steps}, "entries": entries}
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path

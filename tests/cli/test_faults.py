@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_jsonl
+from conftest import write_comparison, write_jsonl
 from tunelab.cli.main import main
 
 
@@ -104,17 +104,8 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(
 def test_an_unknown_method_in_a_comparison_names_the_file_and_the_entry(
     tiny_llama, prompt_completion_file, tmp_path, capsys
 ):
-    spec = tmp_path / "compare.yaml"
-    spec.write_text(
-        json.dumps(
-            {
-                "output_dir": str(tmp_path / "out"),
-                "base": {"model": str(tiny_llama), "data": {"train": str(prompt_completion_file)}},
-                "budget": {"steps": 1},
-                "entries": [{"name": "mine", "method": "loraa"}],
-            }
-        )
-    )
+    entries = [{"name": "mine", "method": "loraa"}]
+    spec = write_comparison(tmp_path / "compare.yaml", tmp_path / "out", tiny_llama, prompt_completion_file, entries)
     code, err = run_cli(capsys, "compare", str(spec))
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"error: {spec}: entry 'mine': config error: method: unknown method 'loraa'")

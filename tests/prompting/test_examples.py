@@ -78,7 +78,7 @@ def test_chat_refuses_a_template():
 def test_chat_answer_must_follow_a_user_turn():
     row = {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "hello"}]}
 
-    with pytest.raises(UserError, match="must follow a user message"):
+    with pytest.raises(UserError, match="has no user message"):
         prompted_example(row, "chat", NO_PROMPT)
 
 

@@ -3,7 +3,6 @@ with the process however it ends, and a stale one is taken over with a line sayi
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import write_comparison
 from tunelab.cli.main import main
 from tunelab.errors import UserError
 from tunelab.run.lock import FolderLock, lock_file_for
@@ -75,16 +75,9 @@ def test_a_comparison_folder_is_locked_too(holder, tiny_llama, prompt_completion
     from tunelab.compare.runner import run_comparison
     from tunelab.compare.spec import load_comparison
 
-    spec_file = tmp_path / "compare.yaml"
-    spec_file.write_text(
-        json.dumps(
-            {
-                "output_dir": str(tmp_path / "run"),
-                "base": {"model": str(tiny_llama), "data": {"train": str(prompt_completion_file)}},
-                "budget": {"steps": 2},
-                "entries": [{"name": "lora", "method": "lora"}],
-            }
-        )
+    entries = [{"name": "lora", "method": "lora"}]
+    spec_file = write_comparison(
+        tmp_path / "compare.yaml", tmp_path / "run", tiny_llama, prompt_completion_file, entries
     )
     with pytest.raises(UserError, match=r"comparison folder .*run is in use by another tunelab process"):
         run_comparison(load_comparison(spec_file), progress=False)
