@@ -22,7 +22,9 @@ class TrainingInterrupted(KeyboardInterrupt):  # noqa: N818  (a KeyboardInterrup
 
 
 class StopOnInterrupt:
-    """``with StopOnInterrupt() as stop:`` then ``if stop.requested:`` between steps."""
+    """``stop.install()`` before the loop, ``if stop.requested:`` between steps, ``stop.restore()``
+    after it (or ``with StopOnInterrupt() as stop:``). Outside the loop (loading, evaluation) Ctrl-C
+    interrupts as usual, since no step boundary would come to honour the request."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -34,14 +36,20 @@ class StopOnInterrupt:
         self.requested = True
         print("tunelab: stopping at the end of this step (Ctrl-C again to stop at once)", file=sys.stderr)
 
-    def __enter__(self) -> StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
+    def install(self) -> None:
+        if self._previous is None and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            self._previous = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        self.install()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-            self._previous = None
+        self.restore()

@@ -249,8 +249,12 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     Ctrl-C stops at the next step boundary (``TrainingInterrupted``), a second at once."""
     check_training_inputs(config)
     config = with_absolute_paths(config)
-    with FolderLock(config.output_dir, "run folder"), StopOnInterrupt() as stop:
-        return _train(config, overwrite, progress, stop)
+    stop = StopOnInterrupt()  # installed around the loop only
+    try:
+        with FolderLock(config.output_dir, "run folder"):
+            return _train(config, overwrite, progress, stop)
+    finally:
+        stop.restore()
 
 
 def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnInterrupt) -> TrainResult:
@@ -341,6 +345,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
     model.train()
     budget = config.train.max_tokens
     guard = NonFiniteGuard(config.train.nan_policy, config.train.nan_max_skips)
+    stop.install()
     while state.step < total_steps and (budget is None or state.tokens_seen < budget):
         if stop.requested:
             _stop_interrupted(config, run, state, total_steps, accelerator, model, optimizer, scheduler)
@@ -405,6 +410,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
                     state,
                     config.train.keep_checkpoints,
                 )
+    stop.restore()
     bar.close()
 
     # 5. The artifact and the summary.
