@@ -131,10 +131,18 @@ def training_config(model: Path, train_file: Path, output_dir: Path, **overrides
 
 
 def write_comparison(
-    path: Path, output_dir: Path, model: Path, train_file: Path, entries: list, steps: int = 1
+    path: Path,
+    output_dir: Path,
+    model: Path,
+    train_file: Path,
+    entries: list,
+    steps: int = 1,
+    eval_file: Path | None = None,
 ) -> Path:
-    """A comparison file over ``model`` and ``train_file`` at a budget of ``steps``."""
+    """A comparison file over ``model`` and ``train_file`` (and ``eval_file``) at a budget of ``steps``."""
     base = {"model": str(model), "data": {"train": str(train_file)}}
+    if eval_file is not None:
+        base["data"]["eval"] = str(eval_file)
     spec = {"output_dir": str(output_dir), "base": base, "budget": {"steps": steps}, "entries": entries}
     path.write_text(json.dumps(spec), encoding="utf-8")
     return path

@@ -48,3 +48,33 @@ def test_an_interrupted_comparison_keeps_what_finished(tiny_llama, prompt_comple
     slow = out / "runs" / "slow"
     assert not (slow / "summary.json").exists()
     assert list((slow / "checkpoints").glob("step-*")), "the interrupted entry can resume"
+
+
+def test_an_in_context_entry_interrupted_while_evaluating_is_evaluated_again(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
+    import tunelab.evaluation.runner as evaluation
+    from tunelab.compare.runner import run_comparison
+    from tunelab.compare.spec import load_comparison
+
+    entries = [{"name": "zeroshot", "method": "zeroshot", "eval": {"max_new_tokens": 2, "limit": 4}}]
+    spec_file = tmp_path / "compare.yaml"
+    write_comparison(
+        spec_file, tmp_path / "out", tiny_llama, prompt_completion_file, entries, eval_file=prompt_completion_file
+    )
+    answer = evaluation._generate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "_generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(load_comparison(spec_file), progress=False)
+    run = tmp_path / "out" / "runs" / "zeroshot"
+    assert (run / "config.yaml").is_file() and not (run / "summary.json").exists(), "not marked finished"
+
+    monkeypatch.setattr(evaluation, "_generate", answer)
+    result = run_comparison(load_comparison(spec_file), progress=False)
+    (record,) = result.records
+    assert (record["status"], record["action"]) == ("finished", "trained")
+    assert "exact_match" in json.loads((run / "summary.json").read_text())

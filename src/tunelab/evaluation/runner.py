@@ -114,11 +114,13 @@ def evaluate_model(
     settings: EvalConfig | None = None,
     show_prompt: bool = False,
     progress: bool = True,
+    setup: EvalSetup | None = None,
 ) -> EvalReport:
     """Score ``reference`` on ``data``; write eval.json and predictions.jsonl into ``output``
-    (default: the run folder itself)."""
+    (default: the run folder itself). ``setup`` says what to evaluate where the run folder cannot
+    say it yet (an in-context run evaluated before its summary.json, the finished mark, is written)."""
     data = Path(data)
-    setup = setup_for(reference)
+    setup = setup or setup_for(reference)
     settings = settings or setup.config.eval
     if output is None:
         if not is_run_folder(reference):

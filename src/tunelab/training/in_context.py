@@ -24,7 +24,7 @@ log = logging.getLogger("tunelab")
 def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = False, progress: bool = True):
     import torch
 
-    from tunelab.evaluation.runner import evaluate_model, summary_metrics
+    from tunelab.evaluation.runner import EvalSetup, evaluate_model, summary_metrics
     from tunelab.models.loading import load_model
     from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
     from tunelab.training.recipe import TrainResult
@@ -57,9 +57,13 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     }
     del model
     run.start(plain, overwrite=overwrite)
-    run.write_summary(summary)  # a finished run from here on: evaluation loads it like any other
     if config.data.eval is not None:
-        report = evaluate_model(str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress)
+        # evaluated before summary.json exists: an interruption here leaves an unfinished run,
+        # which the next tunelab compare evaluates again instead of counting it as done
+        setup = EvalSetup(str(config.model), config)
+        report = evaluate_model(
+            str(run.path), Path(config.data.eval), run.path, config.eval, progress=progress, setup=setup
+        )
         summary.update(summary_metrics(report.metrics))
         if "labels" in report.metrics:
             summary["labels"] = report.metrics["labels"]
@@ -67,6 +71,6 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
         log.warning(f"method {method.name}: no data.eval, so nothing was scored; run tunelab eval on a data file")
     summary["eval_time_s"] = round(time.perf_counter() - started, 3)
     summary["peak_memory_bytes"] = peak_memory_bytes(device)
-    run.write_summary(summary)
+    run.write_summary(summary)  # last: its presence marks the run finished
     log.info(f"done: {run.path} ({method.name}: nothing trained)")
     return TrainResult(summary, run.path, None)
