@@ -60,7 +60,8 @@ def test_the_page_is_self_contained_with_png_copies_beside_it(report):
 def test_the_terminal_table_is_aligned_and_ranked(report):
     _, _, records = report
     lines = format_table(records).splitlines()
-    header = ["name", "method", "accuracy", "trainable", "trainable", "%", "peak", "MiB", "time", "s", "status"]
+    header = ["name", "method", "accuracy", "trainable", "trainable", "%", "tokens", "peak", "MiB", "time", "s"]
+    header += ["status"]
     assert lines[0].split() == header
     assert [line.split()[0] for line in lines[1:]] == ["full", "lora", "zeroshot", "broken"]
     assert len({line.index("finished") for line in lines[1:4]}) == 1  # one column for every row

@@ -71,6 +71,20 @@ def test_a_token_budget_sets_max_tokens_and_checkpoints_at_least_four_times(tmp_
     assert config.train.save_every == 20000 // (8 * 128) // 4
 
 
+def test_an_epoch_budget_sets_epochs_for_every_entry_and_may_not_be_overridden(tmp_path):
+    tree = spec_tree(tmp_path)
+    tree["budget"] = {"epochs": 3}
+    (tmp_path / "train.jsonl").write_text('{"prompt": "a", "completion": "b"}\n' * 64, encoding="utf-8")
+    tree["base"]["data"]["train"] = str(tmp_path / "train.jsonl")
+    config = entry_config(load_comparison(write_spec(tmp_path, tree)).entries[0])
+    assert (config.train.epochs, config.train.max_steps, config.train.max_tokens) == (3, None, None)
+    assert config.train.save_every == 64 // 8 * 3 // 4  # about four checkpoints over 24 steps
+
+    tree["entries"][1]["train"]["epochs"] = 5
+    with pytest.raises(UserError, match=r"entry 'full': train\.epochs: the budget sets it \(budget\.epochs\)"):
+        load_comparison(write_spec(tmp_path, tree))
+
+
 def test_relative_output_dir_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     tree = spec_tree(tmp_path)
     tree["output_dir"] = "runs/demo"
@@ -109,8 +123,8 @@ def broken(tree: dict, path: str, value) -> dict:
         ("base.train.resume", True, "base: train.resume"),
         ("base.method", "lora", "base: method"),
         ("base.task", "nope", "entry 'lora-r8': config error: task"),
-        ("budget", {"steps": 4, "tokens": 100}, "exactly one of steps or tokens"),
-        ("budget", {}, "exactly one of steps or tokens"),
+        ("budget", {"steps": 4, "tokens": 100}, "exactly one of steps, tokens or epochs"),
+        ("budget", {}, "exactly one of steps, tokens or epochs"),
         ("budget", {"steps": 0}, "budget.steps must be a positive whole number"),
         ("entries", [], "'entries' must be a non-empty list"),
         ("stages", [], "unknown key 'stages'"),
@@ -127,7 +141,7 @@ def test_mistakes_are_one_line_naming_the_entry_or_key(tmp_path, path, value, ex
 def test_a_missing_budget_and_an_override_for_an_unknown_entry_are_refused(tmp_path):
     tree = spec_tree(tmp_path)
     del tree["budget"]
-    with pytest.raises(UserError, match="exactly one of steps or tokens"):
+    with pytest.raises(UserError, match="exactly one of steps, tokens or epochs"):
         load_comparison(write_spec(tmp_path, tree))
     with pytest.raises(UserError, match="no entry named 'nope'"):
         load_comparison(write_spec(tmp_path, spec_tree(tmp_path)), ["entries.nope.method.r=4"])

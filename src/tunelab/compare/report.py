@@ -82,14 +82,14 @@ COMPANION_METRICS = {"accuracy": "macro_f1", "json_f1": "json_validity", "exact_
 
 def format_table(records: list[dict[str, Any]]) -> str:
     """Aligned columns for the terminal: name, method, the ranking metric (and its companion),
-    trainable parameters and share, peak memory MiB, time s, status."""
+    trainable parameters and share, tokens trained on, peak memory MiB, time s, status."""
     metric = primary_metric(records)
     companion = COMPANION_METRICS.get(metric.name) if metric else None
     if companion and not any(metric_value(record, Metric(companion, True)) is not None for record in records):
         companion = None
     header = ["name", "method", metric.name if metric else "metric"]
     header += [companion] if companion else []
-    header += ["trainable", "trainable %", "peak MiB", "time s", "status"]
+    header += ["trainable", "trainable %", "tokens", "peak MiB", "time s", "status"]
     rows = []
     for record in sort_records(records, metric):
         row = [str(record.get("name")), str(record.get("method") or ""), _figure(metric_value(record, metric))]
@@ -97,6 +97,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
         row += [
             _count(record.get("trainable_params")),
             _percent(record.get("trainable_share")),
+            _count(record.get("tokens_seen")),
             _mib(record.get("peak_memory_bytes")),
             _figure(record.get("train_time_s"), 1),
             _status_text(record),

@@ -42,7 +42,7 @@ from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
 
-BUDGET_TRAIN_KEYS = ("max_steps", "max_tokens")
+BUDGET_TRAIN_KEYS = ("max_steps", "max_tokens", "epochs")
 
 
 @dataclass

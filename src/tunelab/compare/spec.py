@@ -4,13 +4,13 @@ Layout::
 
     output_dir: runs/compare-demo        # the comparison folder (default runs/compare)
     base: {model: ..., data: ..., train: ...}   # any train config keys except method / output_dir
-    budget: {steps: 40}                  # or {tokens: 20000}: the same cost for every entry
+    budget: {steps: 40}                  # or {tokens: 20000} or {epochs: 2}: the same for every entry
     entries:
       - {name: lora-r8, method: {name: lora, r: 8}}
       - {name: full, method: full, train: {lr: 5e-5}}    # an entry may override any section
 
 Each entry's config is ``base`` with the entry merged over it, the budget written into
-``train.max_steps`` / ``train.max_tokens``, and its run folder ``output_dir/runs/<name>``. The seed
+``train.max_steps`` / ``train.max_tokens`` / ``train.epochs``, and its run folder ``output_dir/runs/<name>``. The seed
 is the comparison's (``base.train.seed``): entries may not set it, nor the budget's keys. Relative
 paths mean relative to the current directory, as in ``tunelab train`` and ``tunelab pipeline``.
 Dotted ``key=value`` overrides apply to the file's tree (``budget.steps=10``,
@@ -32,7 +32,7 @@ from tunelab.errors import UserError
 
 TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "entries")
 DEFAULT_OUTPUT_DIR = "runs/compare"
-BUDGET_KEYS = {"steps": "max_steps", "tokens": "max_tokens"}
+BUDGET_KEYS = {"steps": "max_steps", "tokens": "max_tokens", "epochs": "epochs"}
 # Train keys the comparison sets for every entry; a base or an entry may not set them.
 OWNED_TRAIN_KEYS = {
     "max_steps": "the budget sets it (budget.steps)",
@@ -44,9 +44,9 @@ ENTRY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True)
 class Budget:
-    """The training cost every entry gets: optimizer steps or input tokens."""
+    """The training cost every entry gets: optimizer steps, input tokens or passes over the data."""
 
-    kind: str  # "steps" or "tokens"
+    kind: str  # "steps", "tokens" or "epochs"
     amount: int
 
     @property
@@ -93,6 +93,9 @@ def checkpoint_interval(budget: Budget, config: TunelabConfig) -> int:
     """
     if budget.kind == "steps":
         return max(1, budget.amount // 4)
+    if budget.kind == "epochs":
+        examples_per_step = config.train.batch_size * config.train.grad_accum
+        return max(1, -(-data_rows(config.data.train) // examples_per_step) * budget.amount // 4)
     tokens_per_step = config.train.batch_size * config.train.grad_accum * config.data.max_length
     return max(1, budget.amount // tokens_per_step // 4)
 
@@ -123,9 +126,25 @@ def _entry_tree(tree: dict[str, Any], name: str) -> dict[str, Any]:
     raise UserError(f"override for entries.{name}: no entry named '{name}'")
 
 
+def data_rows(path: Path | str | None) -> int:
+    """About how many examples a data file holds, without tokenizing it (lines, CSV rows, Parquet rows)."""
+    if path is None or not Path(path).is_file():
+        return 1
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as parquet
+
+        return max(1, parquet.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return max(1, lines - (1 if path.suffix.lower() == ".csv" else 0))
+
+
 def _read_budget(path: Path, raw: Any) -> Budget:
     if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in BUDGET_KEYS:
-        raise UserError(f"{path}: budget must have exactly one of steps or tokens (e.g. budget: {{steps: 40}})")
+        raise UserError(
+            f"{path}: budget must have exactly one of steps, tokens or epochs (e.g. budget: {{steps: 40}})"
+        )
     kind, amount = next(iter(raw.items()))
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise UserError(f"{path}: budget.{kind} must be a positive whole number (got {amount!r})")
@@ -169,6 +188,8 @@ def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: di
             raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
     _check_train_keys(path, where, raw.get("train"), entry=True)
     tree = deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
+    if spec.budget.kind == "epochs" and "epochs" in tree.get("train", {}):
+        raise UserError(f"{path}: {where}: train.epochs: the budget sets it (budget.epochs); remove it")
     tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
     tree["output_dir"] = str(spec.output_dir / "runs" / name)
     entry = Entry(name, tree, spec.output_dir / "runs" / name)
