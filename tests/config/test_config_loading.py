@@ -130,6 +130,11 @@ def test_unknown_method_lists_the_known_ones():
     assert "adalora, adapter, dora, features, fewshot, full, ia3, last_layers, llama_adapter, lora" in message
 
 
+def test_prompt_overrides_keep_the_text_as_typed():
+    config = load_config(None, ["model=./m", "prompt.template=Review: {text}", "prompt.system=Be: brief"])
+    assert (config.prompt.template, config.prompt.system) == ("Review: {text}", "Be: brief")
+
+
 def test_override_without_equals_sign_is_an_error():
     message = config_error(overrides=["train.max_steps"])
     assert "train.max_steps" in message and "key=value" in message

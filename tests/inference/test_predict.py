@@ -184,3 +184,41 @@ def test_predict_refuses_a_folder_that_is_not_a_run(tiny_llama, capsys):
     assert main(["predict", str(tiny_llama), "--text", "hello"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a finished tunelab run" in err[0]
+
+
+def test_a_templated_classifier_is_scored_and_served_on_what_it_trained_on(tiny_llama, labelled_data, tmp_path):
+    """Training words each text with prompt.template / prompt.system; the in-training evaluation,
+    tunelab eval and tunelab predict read the same worded inputs, so they agree on every figure."""
+    from tunelab.evaluation.runner import evaluate_model
+
+    train_file, eval_file = labelled_data
+    options = {
+        "task": "classification",
+        "method.name": "full",
+        "data.eval": eval_file,
+        "prompt.system": "Sort the customer's words by mood.",
+        "prompt.template": "Customer said: {text}",
+        "train.max_steps": 12,
+        "train.batch_size": 8,
+        "train.lr": 3e-3,
+    }
+    run = train(training_config(tiny_llama, train_file, tmp_path / "run", **options), progress=False).run_dir
+    summary = json.loads((run / "summary.json").read_text())
+    report = evaluate_model(str(run), eval_file, tmp_path / "eval", progress=False)
+    rows = [json.loads(line) for line in eval_file.read_text().splitlines()]
+    served = predict_labels(run, rows)
+    served_accuracy = sum(p.label == row["label"] for p, row in zip(served, rows, strict=True)) / len(rows)
+
+    assert report.metrics["accuracy"] == pytest.approx(summary["accuracy"])
+    assert report.metrics["confusion_matrix"] == summary["confusion_matrix"]
+    assert served_accuracy == pytest.approx(summary["accuracy"])
+
+    # what the model reads is the worded text: the same forward pass by hand gives the same probabilities
+    tokenizer, model = load_tokenizer(str(run)), load_model(str(run)).eval()
+    worded = f"Sort the customer's words by mood.\nCustomer said: {rows[0]['text']}"
+    with torch.no_grad():
+        by_hand = torch.softmax(model(**tokenizer(worded, return_tensors="pt")).logits[0], dim=-1)
+        raw = torch.softmax(model(**tokenizer(rows[0]["text"], return_tensors="pt")).logits[0], dim=-1)
+    labels = summary["labels"]
+    assert [served[0].probabilities[label] for label in labels] == pytest.approx(by_hand.tolist(), abs=1e-5)
+    assert not torch.allclose(by_hand, raw, atol=1e-4)

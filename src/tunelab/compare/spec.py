@@ -142,9 +142,7 @@ def data_rows(path: Path | str | None) -> int:
 
 def _read_budget(path: Path, raw: Any) -> Budget:
     if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in BUDGET_KEYS:
-        raise UserError(
-            f"{path}: budget must have exactly one of steps, tokens or epochs (e.g. budget: {{steps: 40}})"
-        )
+        raise UserError(f"{path}: budget must have exactly one of steps, tokens or epochs (e.g. budget: {{steps: 40}})")
     kind, amount = next(iter(raw.items()))
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise UserError(f"{path}: budget.{kind} must be a positive whole number (got {amount!r})")

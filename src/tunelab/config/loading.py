@@ -64,7 +64,13 @@ def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
     if len(parts) == 1:
         field = TunelabConfig.model_fields.get(parts[0])
         return field is not None and _expects_text(field.annotation)
-    sections: dict[str, type[BaseModel]] = {"data": DataConfig, "train": TrainConfig, "model": ScratchModelConfig}
+    sections: dict[str, type[BaseModel]] = {
+        "data": DataConfig,
+        "train": TrainConfig,
+        "model": ScratchModelConfig,
+        "prompt": PromptConfig,
+        "eval": EvalConfig,
+    }
     if parts[:2] == ["data", "columns"]:
         return len(parts) == 3  # one column name; the whole mapping is YAML
     if parts[0] == "method" and len(parts) == 2:

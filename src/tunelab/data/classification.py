@@ -87,6 +87,16 @@ def worded_text(row: dict[str, Any], prompt: PromptConfig, path: Path, index: in
     return f"{prompt.system}\n{text}" if prompt.system else text
 
 
+def classifier_text(row: dict[str, Any], prompt: PromptConfig | None, path: Path, index: int) -> str:
+    """What a classifier reads for ``row``: its text, worded by ``prompt.template`` / ``prompt.system``
+    where the run has them. Training, evaluation and ``tunelab predict`` all read through this one
+    function, so a run is served exactly the inputs it was trained on."""
+    text = _text(row.get("text"), path, index)
+    if prompt is not None and (prompt.template or prompt.system):
+        return worded_text(row, prompt, path, index)
+    return text
+
+
 def label_names(rows: Dataset, path: Path) -> list[str]:
     """The training labels in index order: integers numerically, names alphabetically."""
     names = {label_text(value, path, index) for index, value in enumerate(rows["label"])}
@@ -117,10 +127,7 @@ def encode_labelled_rows(
                 f"{path} {row_location(path, index)}: field 'label' is '{label}', which the training data "
                 f"does not have (labels: {', '.join(labels)})"
             )
-        text = _text(row["text"], path, index)
-        if prompt is not None and (prompt.template or prompt.system):
-            text = worded_text(row, prompt, path, index)
-        texts.append(text)
+        texts.append(classifier_text(row, prompt, path, index))
         label_ids.append(index_of[label])
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
     examples, overlong_count = [], 0

@@ -178,9 +178,8 @@ def _classify(setup: EvalSetup, rows: list[dict[str, Any]], data: Path) -> EvalR
     from tunelab.inference.predict import predict_labels
     from tunelab.metrics.classification import classification_metrics
 
-    texts = [str(row.get("text", "")) for row in rows]
     references = [label_text(row.get("label"), data, index) for index, row in enumerate(rows)]
-    predictions = predict_labels(setup.model, texts)
+    predictions = predict_labels(setup.model, rows)  # worded as the run was trained
     labels = setup.labels or sorted(set(references))
     metrics = {"metric": "accuracy", **classification_metrics(references, [p.label for p in predictions], labels)}
     records = [

@@ -8,9 +8,13 @@ on the side the architecture reads its label from.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from tunelab.config.schema import PromptConfig
+from tunelab.data.classification import classifier_text
 from tunelab.errors import UserError
 from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, read_run_config
 
@@ -29,18 +33,24 @@ class Prediction:
 
 def read_texts(path: Path | str, column: str = "text") -> list[str]:
     """The ``column`` of every row of a data file (JSONL, CSV, Parquet, or lines of a .txt)."""
+    return [row["text"] for row in read_text_rows(path, column)]
+
+
+def read_text_rows(path: Path | str, column: str = "text") -> list[dict[str, Any]]:
+    """Every row of a data file, its ``column`` as ``text`` (other fields kept for a prompt template)."""
     from tunelab.data.loading import load_rows, row_location
 
     path = Path(path)
     rows = load_rows(path)
     if column not in rows.column_names:
         raise UserError(f"{path}: no '{column}' column (columns: {', '.join(rows.column_names)}); use --column")
-    texts = []
-    for index, value in enumerate(rows[column]):
+    records = []
+    for index, row in enumerate(rows):
+        value = row[column]
         if not isinstance(value, str) or not value.strip():
             raise UserError(f"{path} {row_location(path, index)}: field '{column}' is empty or not text")
-        texts.append(value)
-    return texts
+        records.append({**row, "text": value})
+    return records
 
 
 def classification_labels(run_dir: Path) -> list[str]:
@@ -52,8 +62,11 @@ def classification_labels(run_dir: Path) -> list[str]:
     return list(summary["labels"])
 
 
-def predict_labels(run_dir: str | Path, texts: list[str], batch_size: int = PREDICT_BATCH) -> list[Prediction]:
-    """Each text's most likely label and the probability of every label."""
+def predict_labels(
+    run_dir: str | Path, texts: Sequence[str | dict[str, Any]], batch_size: int = PREDICT_BATCH
+) -> list[Prediction]:
+    """Each text's most likely label and the probability of every label. A text may be a row of
+    fields (``text`` and any a prompt template names): it is worded as the run was trained."""
     import torch
 
     from tunelab.data.classification import ClassificationExample
@@ -66,13 +79,18 @@ def predict_labels(run_dir: str | Path, texts: list[str], batch_size: int = PRED
     labels = classification_labels(run_dir)
     if not texts:
         return []
-    max_length = int(read_run_config(run_dir).get("data", {}).get("max_length", 512))
+    run_config = read_run_config(run_dir)
+    max_length = int(run_config.get("data", {}).get("max_length", 512))
+    prompt = PromptConfig(**(run_config.get("prompt") or {}))
+    rows = [{"text": text} if isinstance(text, str) else text for text in texts]
+    texts = [row["text"] for row in rows]
+    inputs = [classifier_text(row, prompt, Path("input"), index) for index, row in enumerate(rows)]
     tokenizer = load_tokenizer(str(run_dir))
     model = load_model(str(run_dir), dtype=torch.float32).to(best_device()).eval()
     # feature-based runs pool with the mask and embedded their training texts padded on the right
     side = "right" if hasattr(model, "encoder") and hasattr(model, "head") else padding_side_for(model)
     pad_id = padding_id(tokenizer)
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    encoded = tokenizer(inputs, truncation=True, max_length=max_length)["input_ids"]
     predictions = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
