@@ -18,7 +18,12 @@ def report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     records = [
         failed_record(folder / "runs", "broken", EVIL_ERROR),
-        finished_record(folder / "runs", "lora", losses=(3.0, 2.0), extra_summary={"accuracy": 0.6}),
+        finished_record(
+            folder / "runs",
+            "lora",
+            losses=(3.0, 2.0),
+            extra_summary={"accuracy": 0.6, "pad_token_id": 0, "method_prep_time_s": 0.5},  # run facts, not metrics
+        ),
         finished_record(folder / "runs", "full", trainable=10_000, losses=(3.0, 1.5), extra_summary={"accuracy": 0.9}),
         finished_record(folder / "runs", "zeroshot", trainable=0, losses=(4.0,), extra_summary={"accuracy": 0.3}),
     ]
@@ -67,3 +72,11 @@ def test_the_terminal_table_is_aligned_and_ranked(report):
     assert len({line.index("finished") for line in lines[1:4]}) == 1  # one column for every row
     assert lines[1].split()[2] == "0.9000" and lines[1].split()[4] == "100" and lines[3].split()[4] == "0"
     assert EVIL_ERROR in lines[4]
+
+
+def test_the_page_opens_with_the_recommendation(report):
+    _, page, _ = report
+    section = re.search(r'<section id="recommendation">(.*?)</section>', page, re.S).group(1)
+    assert "<li>best: full (accuracy 0.9000)</li>" in section
+    assert page.index('id="recommendation"') < page.index('<table id="results">')
+    assert "pad_token_id" not in page and "method_prep_time_s" not in page

@@ -54,6 +54,7 @@ def _late_options(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from tunelab.compare.recommend import recommend
     from tunelab.compare.report import format_table
     from tunelab.compare.runner import run_comparison
     from tunelab.compare.spec import load_comparison
@@ -61,6 +62,9 @@ def _compare(args: argparse.Namespace) -> int:
     args = _late_options(args)
     result = run_comparison(load_comparison(args.comparison, args.overrides), only=args.only, progress=not args.quiet)
     print(format_table(result.records))
+    answer = recommend(result.records)
+    if answer is not None:
+        print("\n" + "\n".join(answer.lines()) + "\n")
     print(f"results: {result.results_json} (and {result.results_csv.name})")
     print(f"report:  {result.report_html}")
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tunelab.compare.recommend import recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.run.atomic import write_bytes_atomic, write_text_atomic
 from tunelab.run.run_directory import RunDirectory
@@ -41,6 +42,7 @@ th { background: #f4f4f4; } td.text, th.text { text-align: left; }
 tr.failed td { color: #a00; } tr.not_run td { color: #888; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; } .plots figure { margin: 0; }
 .plots img { max-width: 34rem; border: 1px solid #eee; } figcaption { font-size: 0.85rem; color: #555; }
+.scroll { overflow-x: auto; max-width: 100%; }
 pre { background: #f8f8f8; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
 """
 
@@ -310,6 +312,14 @@ def _image(png: bytes, alt: str, caption: str) -> str:
     return f'<figure><img src="{source}" alt="{_escape(alt)}"><figcaption>{caption}</figcaption></figure>'
 
 
+def _recommendation_html(records: list[dict[str, Any]]) -> str:
+    answer = recommend(records)
+    if answer is None:
+        return ""
+    items = "".join(f"<li>{_escape(line)}</li>" for line in answer.lines())
+    return f'<section id="recommendation"><h2>Recommendation</h2><ul>{items}</ul></section>\n'
+
+
 def render_html(records: list[dict[str, Any]], environment: dict[str, Any], title: str, plots: dict[str, bytes]) -> str:
     metric = primary_metric(records)
     ranked = f"ranked by {_escape(metric.label)}" if metric else "no finished entry to rank"
@@ -329,8 +339,9 @@ def render_html(records: list[dict[str, Any]], environment: dict[str, Any], titl
         f"<title>{_escape(title)}</title><style>{STYLE}</style></head><body>\n"
         f"<h1>{_escape(title)}</h1>\n"
         f'<p class="environment">{_environment_line(environment)}</p>\n'
+        f"{_recommendation_html(records)}"
         f"<p>{len(records)} entries, {ranked}; failed entries last.</p>\n"
-        f"{_table(records, metric)}\n"
+        f'<div class="scroll">{_table(records, metric)}</div>\n'
         f'<h2>Plots</h2><div class="plots">\n{images}\n</div>\n'
         f"<h2>Configs</h2>\n{_config_blocks(records)}\n</body></html>\n"
     )

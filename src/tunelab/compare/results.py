@@ -59,6 +59,7 @@ RUN_FIGURES = {
     "method", "model", "task", "data_format", "trainable_params", "total_params", "trainable_pct",
     "train_time_s", "tokens_per_s", "peak_memory_bytes", "base_weights_bytes", "train_loss", "eval_loss",
     "steps", "epochs", "train_examples", "tokens_seen", "precision", "device", "processes", "task_ids",
+    "pad_token_id", "method_prep_time_s", "eval_time_s", "skipped_steps",
 }  # fmt: skip
 COPIED_FIGURES = (
     "trainable_params", "total_params", "peak_memory_bytes", "train_time_s", "tokens_per_s",
