@@ -81,7 +81,7 @@ def test_report_rebuilds_the_page_from_comparison_and_run_folders(compared, tmp_
 @pytest.mark.parametrize(
     ("change", "extra", "expected"),
     [
-        ({"budget": {"steps": 2, "tokens": 10}}, [], "exactly one of steps or tokens"),
+        ({"budget": {"steps": 2, "tokens": 10}}, [], "exactly one of steps, tokens or epochs"),
         ({"entries": [{"name": "a", "method": "lora"}, {"name": "a", "method": "full"}]}, [], "must be unique"),
         ({}, ["base.train.lr=-1"], "entry 'lora': config error: train.lr"),
         ({}, ["--only", "nope"], "no entry named 'nope'"),

@@ -29,6 +29,7 @@ def register(commands: Any) -> None:
     )
     compare.add_argument("--only", metavar="NAME", help="train this entry again from scratch, keep the others")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.add_argument("--seeds", type=int, metavar="N", help="train every entry with N seeds (the file's seeds: N)")
 
     report = commands.add_parser("report", help="rebuild the comparison page from comparison or run folders")
     report.add_argument("folders", nargs="+", metavar="DIR", help="comparison folders or finished run folders")
@@ -40,6 +41,7 @@ def _late_options(args: argparse.Namespace) -> argparse.Namespace:
     late = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     late.add_argument("--only")
     late.add_argument("--quiet", action="store_true")
+    late.add_argument("--seeds", type=int)
     try:
         found, overrides = late.parse_known_args(list(args.overrides))
     except argparse.ArgumentError as error:
@@ -50,6 +52,9 @@ def _late_options(args: argparse.Namespace) -> argparse.Namespace:
     args.overrides = overrides
     args.only = found.only or args.only
     args.quiet = found.quiet or args.quiet
+    seeds = found.seeds or args.seeds
+    if seeds is not None:
+        args.overrides.append(f"seeds={seeds}")
     return args
 
 
@@ -57,12 +62,13 @@ def _compare(args: argparse.Namespace) -> int:
     from tunelab.compare.recommend import recommend
     from tunelab.compare.report import format_table
     from tunelab.compare.runner import run_comparison
+    from tunelab.compare.seeds import fold_seeds
     from tunelab.compare.spec import load_comparison
 
     args = _late_options(args)
     result = run_comparison(load_comparison(args.comparison, args.overrides), only=args.only, progress=not args.quiet)
     print(format_table(result.records))
-    answer = recommend(result.records)
+    answer = recommend(fold_seeds(result.records))
     if answer is not None:
         print("\n" + "\n".join(answer.lines()) + "\n")
     print(f"results: {result.results_json} (and {result.results_csv.name})")

@@ -25,6 +25,7 @@ import yaml
 
 from tunelab.compare.recommend import recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
+from tunelab.compare.seeds import fold_seeds
 from tunelab.run.atomic import write_bytes_atomic, write_text_atomic
 from tunelab.run.run_directory import RunDirectory
 
@@ -65,6 +66,10 @@ def _figure(value: float | None, digits: int = 4) -> str:
 
 def _status_text(record: dict[str, Any]) -> str:
     status = str(record.get("status"))
+    if record.get("tied"):
+        status += " (tied with the best)"
+    if record.get("seeds"):
+        status += f", {len(record['seeds'])} seeds"
     return f"{status}: {record['error']}" if record.get("error") else status
 
 
@@ -82,9 +87,17 @@ def _count(value: float | None) -> str:
 COMPANION_METRICS = {"accuracy": "macro_f1", "json_f1": "json_validity", "exact_match": "rouge_l"}
 
 
+def _with_spread(record: dict[str, Any], metric: Metric | None) -> str:
+    """The metric, and where the entry ran with several seeds, +- its standard deviation."""
+    value = _figure(metric_value(record, metric))
+    spread = (record.get("metric_std") or {}).get(metric.name) if metric and value else None
+    return f"{value} ± {spread:.4f}" if spread is not None else value
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     """Aligned columns for the terminal: name, method, the ranking metric (and its companion),
     trainable parameters and share, tokens trained on, peak memory MiB, time s, status."""
+    records = fold_seeds(records)  # several seeds: one row per entry, mean +- standard deviation
     metric = primary_metric(records)
     companion = COMPANION_METRICS.get(metric.name) if metric else None
     if companion and not any(metric_value(record, Metric(companion, True)) is not None for record in records):
@@ -94,7 +107,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
     header += ["trainable", "trainable %", "tokens", "peak MiB", "time s", "status"]
     rows = []
     for record in sort_records(records, metric):
-        row = [str(record.get("name")), str(record.get("method") or ""), _figure(metric_value(record, metric))]
+        row = [str(record.get("name")), str(record.get("method") or ""), _with_spread(record, metric)]
         row += [_figure(metric_value(record, Metric(companion, True)))] if companion else []
         row += [
             _count(record.get("trainable_params")),
@@ -313,7 +326,7 @@ def _image(png: bytes, alt: str, caption: str) -> str:
 
 
 def _recommendation_html(records: list[dict[str, Any]]) -> str:
-    answer = recommend(records)
+    answer = recommend(fold_seeds(records))
     if answer is None:
         return ""
     items = "".join(f"<li>{_escape(line)}</li>" for line in answer.lines())

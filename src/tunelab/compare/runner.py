@@ -138,6 +138,11 @@ def _untouched_record(entry: Entry, previous: dict[str, Any] | None) -> dict[str
     return entry_record(entry.name, entry.run_dir, NOT_RUN, method=method, action=NOT_RUN)
 
 
+def _seeded(entry: Entry, record: dict[str, Any]) -> dict[str, Any]:
+    """With ``seeds: N``, a run's record says which entry and which seed it is."""
+    return {**record, "entry": entry.group, "seed": entry.seed} if entry.group else record
+
+
 def _previous_records(folder: Path) -> dict[str, dict[str, Any]]:
     if not (folder / RESULTS_JSON).is_file():
         return {}
@@ -161,7 +166,7 @@ def _check_inputs(entries: list[Entry]) -> None:
 
 def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool = True) -> ComparisonResult:
     """Train every entry (or only ``only``, from scratch); write results.json, results.csv, report.html."""
-    chosen = [spec.entry(only)] if only is not None else spec.entries
+    chosen = spec.runs_of(only) if only is not None else spec.entries
     _check_inputs(chosen)
     with FolderLock(spec.output_dir, "comparison folder"):
         spec.output_dir.mkdir(parents=True, exist_ok=True)
@@ -171,14 +176,14 @@ def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool
         for entry in spec.entries:
             if entry in chosen:
                 try:
-                    records.append(_run_entry(entry, from_scratch=only is not None, progress=progress))
+                    records.append(_seeded(entry, _run_entry(entry, from_scratch=only is not None, progress=progress)))
                 except TrainingInterrupted as interruption:
                     raise TrainingInterrupted(
                         f"comparison interrupted in entry '{entry.name}' ({interruption}); "
                         f"{len(records)} entries before it are kept; run the same tunelab compare to go on"
                     ) from None
             else:
-                records.append(_untouched_record(entry, previous.get(entry.name)))
+                records.append(_seeded(entry, _untouched_record(entry, previous.get(entry.name))))
             results_json, results_csv = write_results(spec.output_dir, records, environment)
         report_html = write_report(records, environment, spec.output_dir)
     return ComparisonResult(spec.output_dir, records, environment, results_json, results_csv, report_html)

@@ -5,6 +5,7 @@ Layout::
     output_dir: runs/compare-demo        # the comparison folder (default runs/compare)
     base: {model: ..., data: ..., train: ...}   # any train config keys except method / output_dir
     budget: {steps: 40}                  # or {tokens: 20000} or {epochs: 2}: the same for every entry
+    seeds: 3                             # optional: every entry trains with 3 seeds (mean and spread)
     entries:
       - {name: lora-r8, method: {name: lora, r: 8}}
       - {name: full, method: full, train: {lr: 5e-5}}    # an entry may override any section
@@ -30,7 +31,7 @@ from tunelab.config.loading import apply_override, deep_merge, describe_validati
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
 
-TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "entries")
+TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "seeds", "entries")
 DEFAULT_OUTPUT_DIR = "runs/compare"
 BUDGET_KEYS = {"steps": "max_steps", "tokens": "max_tokens", "epochs": "epochs"}
 # Train keys the comparison sets for every entry; a base or an entry may not set them.
@@ -59,6 +60,12 @@ class Entry:
     name: str
     tree: dict[str, Any]  # the entry's train config: base + entry + budget + checkpoints, output_dir set
     run_dir: Path
+    group: str = ""  # with ``seeds: N``: the entry as the file names it (``lora`` for ``lora.seed1``)
+    seed: int | None = None  # with ``seeds: N``: this run's seed
+
+    @property
+    def entry_name(self) -> str:
+        return self.group or self.name
 
 
 @dataclass
@@ -72,6 +79,14 @@ class ComparisonSpec:
             if entry.name == name:
                 return entry
         raise UserError(f"no entry named '{name}' (entries: {', '.join(e.name for e in self.entries)})")
+
+    def runs_of(self, name: str) -> list[Entry]:
+        """The runs of an entry: itself, or with ``seeds: N`` one per seed (``--only lora`` runs them all)."""
+        runs = [entry for entry in self.entries if name in (entry.name, entry.group)]
+        if not runs:
+            names = dict.fromkeys(entry.entry_name for entry in self.entries)
+            raise UserError(f"no entry named '{name}' (entries: {', '.join(names)})")
+        return runs
 
 
 def entry_config(entry: Entry) -> TunelabConfig:
@@ -172,11 +187,13 @@ def _read_base(path: Path, raw: Any) -> dict[str, Any]:
     return base
 
 
-def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: dict[str, Any]) -> Entry:
+def _read_entry(
+    path: Path, index: int, raw: Any, spec: ComparisonSpec, base: dict[str, Any], named: list[Entry]
+) -> Entry:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: entry {index + 1} must be a mapping with a name and a method")
     name = str(raw.get("name") or "")
-    if not ENTRY_NAME.fullmatch(name) or any(entry.name == name for entry in spec.entries):
+    if not ENTRY_NAME.fullmatch(name) or any(entry.name == name for entry in named):
         raise UserError(f"{path}: entry {index + 1}: name '{name}' must be unique and use letters, digits, . _ -")
     where = f"entry '{name}'"
     if "method" not in raw:
@@ -200,6 +217,28 @@ def _read_entry(path: Path, index: int, raw: Any, spec: ComparisonSpec, base: di
     return entry
 
 
+def _read_seeds(path: Path, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 100:
+        raise UserError(f"{path}: seeds must be a whole number from 1 to 100 (got {raw!r})")
+    return raw
+
+
+def with_seeds(entry: Entry, seeds: int, output_dir: Path) -> list[Entry]:
+    """The entry itself for one seed; else one run per seed (base.train.seed, +1, ...), each in
+    ``runs/<name>.seed<S>``."""
+    if seeds == 1:
+        return [entry]
+    first = int(entry.tree.get("train", {}).get("seed", 0))
+    runs = []
+    for seed in range(first, first + seeds):
+        tree = copy.deepcopy(entry.tree)
+        tree["train"]["seed"] = seed
+        name = f"{entry.name}.seed{seed}"
+        tree["output_dir"] = str(output_dir / "runs" / name)
+        runs.append(Entry(name, tree, output_dir / "runs" / name, group=entry.name, seed=seed))
+    return runs
+
+
 def load_comparison(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> ComparisonSpec:
     """The validated comparison from a COMPARE.yaml file and dotted ``key=value`` overrides."""
     path = Path(path)
@@ -214,6 +253,9 @@ def load_comparison(path: Path | str, overrides: list[str] | tuple[str, ...] = (
     output_dir = Path(str(tree.get("output_dir") or DEFAULT_OUTPUT_DIR)).expanduser().absolute()
     spec = ComparisonSpec(output_dir, _read_budget(path, tree.get("budget")), [])
     base = _read_base(path, tree.get("base"))
+    seeds = _read_seeds(path, tree.get("seeds", 1))
+    named: list[Entry] = []
     for index, raw in enumerate(entries):
-        spec.entries.append(_read_entry(path, index, raw, spec, base))
+        named.append(_read_entry(path, index, raw, spec, base, named))
+    spec.entries = [run for entry in named for run in with_seeds(entry, seeds, output_dir)]
     return spec
