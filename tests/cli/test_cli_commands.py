@@ -97,7 +97,7 @@ def test_train_help_lists_keys_with_defaults(capsys):
         return found[0]
 
     assert "default 512" in help_line("data.max_length")
-    assert "default 0.0002" in help_line("train.lr")
+    assert "default null" in help_line("train.lr") and "the method's own" in help_line("train.lr")
     assert "default 8" in help_line("method.r")
     assert "default false" in help_line("train.resume")
     assert "default lora" in help_line("method.name")

@@ -62,6 +62,10 @@ class DataConfig(StrictModel):
         return self
 
 
+# What an unset train.* key becomes where the method recommends nothing for the task.
+FALLBACK_TRAIN = {"lr": 2e-4, "weight_decay": 0.0}
+
+
 class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, gt=0, description="optimizer steps (overrides epochs)")
     max_tokens: int | None = Field(
@@ -70,10 +74,14 @@ class TrainConfig(StrictModel):
     epochs: int = Field(1, gt=0, description="passes over the training data")
     batch_size: int = Field(8, gt=0, description="examples (or packed sequences) per micro-batch")
     grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
-    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    lr: float | None = Field(
+        None, gt=0, description="peak learning rate (null: the method's own for the task; tunelab methods lists them)"
+    )
     scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="cosine | linear | constant")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps with linear warm-up")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (matrices only)")
+    weight_decay: float | None = Field(
+        None, ge=0, description="AdamW weight decay, matrices only (null: the method's own, else 0)"
+    )
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
     seed: int = Field(0, description="seed for initialisation, data order and dropout")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32 | bf16 | fp16 (CUDA only)")
@@ -166,6 +174,19 @@ class TunelabConfig(StrictModel):
                 raise ValueError("task classification starts from a pretrained model, not model.init: scratch")
         elif classification_data:
             raise ValueError("data.format classification needs task: classification")
+        return self
+
+    @model_validator(mode="after")
+    def _method_recommendations(self) -> TunelabConfig:
+        """Train settings left unset take the method's own for the task, so that a newcomer who
+        names only the method gets a learning rate that works for it (the resolved values are what
+        config.yaml records)."""
+        from tunelab.methods.registry import get_method
+
+        recommended = get_method(self.method.name).recommended_train(self.task)
+        for key, fallback in FALLBACK_TRAIN.items():
+            if getattr(self.train, key) is None:
+                setattr(self.train, key, recommended.get(key, fallback))
         return self
 
     def to_plain(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class AdaLoraOptions(MethodOptions):
 
 
 class AdaLora(PeftAdapterMethod):
+    recommended = {"causal_lm": {"lr": 1e-3}, "classification": {"lr": 2e-3}}
     name = "adalora"
     options_type = AdaLoraOptions
     summary = "LoRA with an adaptive rank budget, pruned during training (PEFT; allocator driven)"

@@ -58,6 +58,17 @@ class Method:
     tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")  # the tasks it can train
     # True for strategies that change only the prompt (zero-shot, few-shot, RAG): no weights, no loop.
     trains_nothing: ClassVar[bool] = False
+    # The train settings this method works with where the user sets none, by task: learning rates
+    # orders of magnitude apart (a logistic head, an adapter, a prompt embedding, the whole model).
+    # Classification values were chosen on a development split of Financial PhraseBank with MiniLM
+    # (bench/phrasebank_minilm.py --dev), causal_lm ones on SNIPS-to-JSON with SmolLM2 and from the
+    # methods' papers; bench/README.md has the table.
+    recommended: ClassVar[dict[str, dict[str, float]]] = {}
+
+    def recommended_train(self, task: str) -> dict[str, float]:
+        """``train.*`` values for ``task`` that the user left unset take these."""
+        return dict(self.recommended.get(task, {}))
+
     needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:

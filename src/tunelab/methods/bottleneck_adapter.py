@@ -212,6 +212,7 @@ def read_adapter_options(directory: Path) -> AdapterOptions:
 
 
 class BottleneckAdapter(Method):
+    recommended = {"causal_lm": {"lr": 1e-3}, "classification": {"lr": 2e-3}}
     name = "adapter"
     options_type = AdapterOptions
     summary = "bottleneck adapters after attention and/or feed-forward (Houlsby / Pfeiffer)"

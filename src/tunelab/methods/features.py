@@ -49,6 +49,7 @@ class FeaturesOptions(MethodOptions):
 
 
 class FeatureBased(Method):
+    recommended = {"classification": {"lr": 3e-2}}
     name = "features"
     options_type = FeaturesOptions
     summary = "frozen model as an embedding extractor, a logistic or MLP head trained on top"

@@ -17,6 +17,10 @@ class FullOptions(MethodOptions):
 
 
 class FullFineTuning(Method):
+    recommended = {
+        "causal_lm": {"lr": 1e-4, "weight_decay": 0.01},
+        "classification": {"lr": 1e-4, "weight_decay": 0.01},
+    }
     name = "full"
     options_type = FullOptions
     summary = "train every parameter"

@@ -25,6 +25,7 @@ class Ia3Options(MethodOptions):
 
 
 class Ia3(PeftAdapterMethod):
+    recommended = {"causal_lm": {"lr": 1e-2}, "classification": {"lr": 1e-2}}
     name = "ia3"
     options_type = Ia3Options
     summary = "rescaling vectors on keys, values and feed-forward layers (PEFT)"

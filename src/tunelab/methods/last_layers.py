@@ -58,6 +58,7 @@ def find_final_norm(model: nn.Module, blocks: nn.Module) -> nn.Module | None:
 
 
 class LastLayers(Method):
+    recommended = {"causal_lm": {"lr": 5e-4}, "classification": {"lr": 5e-4}}
     name = "last_layers"
     options_type = LastLayersOptions
     summary = "train only the top N blocks and the output head"

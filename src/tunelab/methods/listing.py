@@ -20,6 +20,7 @@ class MethodListing:
     trainable_params: int | None = None
     total_params: int | None = None
     note: str = ""
+    recommended: dict[str, dict[str, float]] | None = None  # task -> train settings it starts from
 
     @property
     def trainable_pct(self) -> float | None:
@@ -40,6 +41,7 @@ def list_methods(model_reference: str | None = None) -> list[MethodListing]:
         base = load_causal_lm(model_reference, dtype=torch.float32, merge_adapters=True)
     for method in available_methods().values():
         listing = MethodListing(method.name, method.summary, method.trains, method.can_merge)
+        listing.recommended = {task: method.recommended_train(task) for task in method.tasks}
         if base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
             from tunelab.training.measure import count_parameters
 
@@ -68,5 +70,12 @@ def format_listing(listings: list[MethodListing]) -> str:
             line += f"; {item.trainable_params:,} of {item.total_params:,} parameters ({item.trainable_pct:.4f}%)"
         elif item.note:
             line += f"; n/a: {item.note}"
+        defaults = [
+            f"{task} " + ", ".join(f"{key} {value:g}" for key, value in settings.items())
+            for task, settings in (item.recommended or {}).items()
+            if settings
+        ]
+        if defaults:
+            line += f"\n{'':<17} defaults: {'; '.join(defaults)}"
         lines.append(line)
     return "\n".join(lines)

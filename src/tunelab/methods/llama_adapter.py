@@ -34,6 +34,7 @@ def supported_architectures() -> list[str]:
 
 
 class LlamaAdapter(PeftAdapterMethod):
+    recommended = {"causal_lm": {"lr": 1e-2}}
     name = "llama_adapter"
     options_type = LlamaAdapterOptions
     summary = "zero-gated learned prompts in the top layers (LLaMA-Adapter, PEFT; Llama, Mistral, GPT-2)"

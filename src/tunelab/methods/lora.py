@@ -25,6 +25,7 @@ class LoraOptions(MethodOptions):
 
 
 class Lora(PeftAdapterMethod):
+    recommended = {"causal_lm": {"lr": 1e-3}, "classification": {"lr": 2e-3}}
     name = "lora"
     options_type = LoraOptions
     summary = "low-rank adapters on the linear layers (PEFT)"

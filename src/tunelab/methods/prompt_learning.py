@@ -41,6 +41,7 @@ class PrefixOptions(MethodOptions):
 
 
 class PrefixTuning(PromptLearningMethod):
+    recommended = {"causal_lm": {"lr": 1e-2}, "classification": {"lr": 1e-2}}
     name = "prefix"
     options_type = PrefixOptions
     summary = "learned key/value prefixes in every layer (PEFT)"
@@ -66,6 +67,7 @@ class PromptOptions(MethodOptions):
 
 
 class PromptTuning(PromptLearningMethod):
+    recommended = {"causal_lm": {"lr": 3e-2}, "classification": {"lr": 3e-2}}
     name = "prompt"
     options_type = PromptOptions
     summary = "learned virtual token embeddings prepended to the input (PEFT)"
@@ -98,6 +100,7 @@ class PtuningOptions(MethodOptions):
 
 
 class Ptuning(PromptLearningMethod):
+    recommended = {"causal_lm": {"lr": 1e-2}, "classification": {"lr": 1e-2}}
     name = "ptuning"
     options_type = PtuningOptions
     summary = "virtual tokens produced by a trained prompt encoder, MLP or LSTM (PEFT)"
@@ -124,6 +127,7 @@ class MultitaskPromptOptions(MethodOptions):
 
 
 class MultitaskPromptTuning(PromptLearningMethod):
+    recommended = {"causal_lm": {"lr": 3e-2}}
     name = "multitask_prompt"
     options_type = MultitaskPromptOptions
     summary = "a shared prompt modulated per task, the task read from a data column (PEFT)"
