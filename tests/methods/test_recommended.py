@@ -26,6 +26,12 @@ def test_an_unset_learning_rate_is_the_methods_own(method, task, lr):
     assert config_for(method, task).train.lr == lr
 
 
+def test_a_head_on_frozen_features_trains_several_epochs_unless_told_otherwise():
+    assert config_for("features", "classification").train.epochs == 5
+    assert config_for("features", "classification", "train.epochs=2").train.epochs == 2
+    assert config_for("lora", "classification").train.epochs == 1
+
+
 def test_what_the_user_sets_wins_and_the_resolved_value_is_recorded():
     assert config_for("full", "causal_lm", "train.lr=3e-5", "train.weight_decay=0").train.lr == 3e-5
     plain = config_for("full").to_plain()

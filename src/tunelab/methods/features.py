@@ -49,7 +49,8 @@ class FeaturesOptions(MethodOptions):
 
 
 class FeatureBased(Method):
-    recommended = {"classification": {"lr": 3e-2}}
+    # the head is a convex problem on cached embeddings: several cheap epochs bring it near convergence
+    recommended = {"classification": {"lr": 3e-2, "epochs": 5}}
     name = "features"
     options_type = FeaturesOptions
     summary = "frozen model as an embedding extractor, a logistic or MLP head trained on top"
