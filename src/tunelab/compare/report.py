@@ -87,6 +87,15 @@ def _count(value: float | None) -> str:
 COMPANION_METRICS = {"accuracy": "macro_f1", "json_f1": "json_validity", "exact_match": "rouge_l"}
 
 
+def _tuning_text(record: dict[str, Any]) -> str:
+    tuning = record.get("tuning")
+    if not tuning:
+        return ""
+    figure = tuning["ranked_by"].removeprefix("validation ")
+    trials = ", ".join(f"{trial['lr']:g}: {trial.get(figure, float('nan')):.4f}" for trial in tuning["trials"])
+    return f"{tuning['chosen']:g} ({trials}; {tuning['tuning_time_s']:.1f} s)"
+
+
 def _with_spread(record: dict[str, Any], metric: Metric | None) -> str:
     """The metric, and where the entry ran with several seeds, +- its standard deviation."""
     value = _figure(metric_value(record, metric))
@@ -104,7 +113,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
         companion = None
     header = ["name", "method", metric.name if metric else "metric"]
     header += [companion] if companion else []
-    header += ["trainable", "trainable %", "tokens", "peak MiB", "time s", "status"]
+    tuned = any(record.get("tuning") for record in records)
+    header += ["trainable", "trainable %", "tokens", "peak MiB", "time s"]
+    header += ["tuned lr", "tuning s", "status"] if tuned else ["status"]
     rows = []
     for record in sort_records(records, metric):
         row = [str(record.get("name")), str(record.get("method") or ""), _with_spread(record, metric)]
@@ -115,8 +126,11 @@ def format_table(records: list[dict[str, Any]]) -> str:
             _count(record.get("tokens_seen")),
             _mib(record.get("peak_memory_bytes")),
             _figure(record.get("train_time_s"), 1),
-            _status_text(record),
         ]
+        if tuned:
+            tuning = record.get("tuning") or {}
+            row += [f"{tuning['chosen']:g}" if tuning else "", _figure(tuning.get("tuning_time_s"), 1)]
+        row += [_status_text(record)]
         rows.append(row)
     widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header) - 1)]
     lines = []
@@ -277,15 +291,21 @@ def _columns(records: list[dict[str, Any]], metric: Metric | None) -> list[tuple
         columns.append((name, lambda r, n=name: _figure((r.get("metrics") or {}).get(n))))
     for name in losses:
         columns.append((name, lambda r, n=name: _figure(r.get(n))))
-    return columns + [
-        ("trainable params", lambda r: "" if r.get("trainable_params") is None else f"{r['trainable_params']:,}"),
-        ("trainable %", lambda r: _percent(r.get("trainable_share"))),
-        ("peak memory MiB", lambda r: _mib(r.get("peak_memory_bytes"))),
-        ("train time s", lambda r: _figure(r.get("train_time_s"), 2)),
-        ("tokens/s", lambda r: _figure(r.get("tokens_per_s"), 0)),
-        ("artifact MiB", lambda r: "" if r.get("artifact_bytes") is None else f"{r['artifact_bytes'] / MIB:.2f}"),
-        ("status", _status_text),
-    ]
+    return (
+        columns
+        + [
+            ("trainable params", lambda r: "" if r.get("trainable_params") is None else f"{r['trainable_params']:,}"),
+            ("trainable %", lambda r: _percent(r.get("trainable_share"))),
+            ("peak memory MiB", lambda r: _mib(r.get("peak_memory_bytes"))),
+            ("train time s", lambda r: _figure(r.get("train_time_s"), 2)),
+            ("tokens/s", lambda r: _figure(r.get("tokens_per_s"), 0)),
+            ("artifact MiB", lambda r: "" if r.get("artifact_bytes") is None else f"{r['artifact_bytes'] / MIB:.2f}"),
+        ]
+        + ([("tuned lr (validation figure per lr)", _tuning_text)] if any(r.get("tuning") for r in records) else [])
+        + [
+            ("status", _status_text),
+        ]
+    )
 
 
 def _table(records: list[dict[str, Any]], metric: Metric | None) -> str:

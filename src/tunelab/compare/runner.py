@@ -33,6 +33,7 @@ from tunelab.compare.results import (
     write_results,
 )
 from tunelab.compare.spec import ComparisonSpec, Entry, entry_config
+from tunelab.compare.tuning import tune_learning_rate
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import read_run_config
@@ -113,10 +114,15 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _run_entry(entry: Entry, from_scratch: bool, progress: bool) -> dict[str, Any]:
+def _run_entry(entry: Entry, spec: ComparisonSpec, from_scratch: bool, progress: bool) -> dict[str, Any]:
     config = entry_config(entry)
     method = config.method.model_dump(mode="json")
+    tuning = None
     try:
+        if entry.tune_lr:
+            tuning = tune_learning_rate(entry, spec.budget, spec.output_dir / "tuning" / entry.name, progress)
+            chosen = config.train.model_copy(update={"lr": tuning["chosen"]})
+            config = config.model_copy(update={"train": chosen})
         action = _train_entry(entry, config, from_scratch, progress)
     except Exception as error:  # one entry's failure (a bad option, out of memory) must not end the comparison
         log.error(f"entry {entry.name}: failed: {first_line(error)}")
@@ -124,7 +130,8 @@ def _run_entry(entry: Entry, from_scratch: bool, progress: bool) -> dict[str, An
         return entry_record(entry.name, entry.run_dir, FAILED, first_line(error), method=method, action=FAILED)
     finally:
         _free_memory()
-    return entry_record(entry.name, entry.run_dir, FINISHED, method=method, action=action)
+    record = entry_record(entry.name, entry.run_dir, FINISHED, method=method, action=action)
+    return {**record, "tuning": tuning} if tuning else record
 
 
 def _untouched_record(entry: Entry, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,7 +183,8 @@ def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool
         for entry in spec.entries:
             if entry in chosen:
                 try:
-                    records.append(_seeded(entry, _run_entry(entry, from_scratch=only is not None, progress=progress)))
+                    record = _run_entry(entry, spec, from_scratch=only is not None, progress=progress)
+                    records.append(_seeded(entry, record))
                 except TrainingInterrupted as interruption:
                     raise TrainingInterrupted(
                         f"comparison interrupted in entry '{entry.name}' ({interruption}); "

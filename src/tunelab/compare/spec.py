@@ -61,6 +61,7 @@ class Entry:
     tree: dict[str, Any]  # the entry's train config: base + entry + budget + checkpoints, output_dir set
     run_dir: Path
     group: str = ""  # with ``seeds: N``: the entry as the file names it (``lora`` for ``lora.seed1``)
+    tune_lr: tuple[float, ...] = ()  # ``tune: {lr: [...]}`` or ``tune: auto``: the learning rates to try
     seed: int | None = None  # with ``seeds: N``: this run's seed
 
     @property
@@ -187,6 +188,33 @@ def _read_base(path: Path, raw: Any) -> dict[str, Any]:
     return base
 
 
+def auto_grid(center: float) -> tuple[float, ...]:
+    """``tune: auto``: the method's own learning rate and a factor of about 3 either side."""
+    return (center / 3, center, center * 3)
+
+
+def _read_tune(path: Path, where: str, raw: Any) -> Any:
+    """``tune: auto`` or ``tune: {lr: [values]}``; None where the entry does not tune."""
+    if raw is None or raw == "auto":
+        return raw
+    values = raw.get("lr") if isinstance(raw, dict) and set(raw) == {"lr"} else None
+    if not isinstance(values, list) or not values or not all(_positive_number(value) for value in values):
+        raise UserError(
+            f"{path}: {where}: tune must be 'auto' or {{lr: [positive numbers]}} (e.g. tune: {{lr: [1e-4, 3e-4]}})"
+        )
+    return {"lr": [float(value) for value in values]}
+
+
+def _positive_number(value: Any) -> bool:
+    """A positive number, or its text: YAML reads ``1e-4`` (no dot) as a string."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _read_entry(
     path: Path, index: int, raw: Any, spec: ComparisonSpec, base: dict[str, Any], named: list[Entry]
 ) -> Entry:
@@ -202,7 +230,11 @@ def _read_entry(
         if key in raw:
             raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
     _check_train_keys(path, where, raw.get("train"), entry=True)
-    tree = deep_merge(base, {key: value for key, value in raw.items() if key != "name"})
+    tune = _read_tune(path, where, raw["tune"] if "tune" in raw else base.get("tune"))
+    tree = deep_merge(
+        {key: value for key, value in base.items() if key != "tune"},
+        {key: value for key, value in raw.items() if key not in ("name", "tune")},
+    )
     if spec.budget.kind == "epochs" and "epochs" in tree.get("train", {}):
         raise UserError(f"{path}: {where}: train.epochs: the budget sets it (budget.epochs); remove it")
     tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
@@ -212,6 +244,12 @@ def _read_entry(
         config = entry_config(entry)  # validate now, before anything runs
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
+    if tune is not None:
+        if "lr" in tree.get("train", {}):
+            raise UserError(f"{path}: {where}: train.lr and tune both set the learning rate; keep one")
+        if config.data.train is None:
+            raise UserError(f"{path}: {where}: tune needs data.train to carve a validation split from")
+        entry.tune_lr = auto_grid(config.train.lr) if tune == "auto" else tuple(tune["lr"])
     if config.train.save_every is None:
         tree["train"]["save_every"] = checkpoint_interval(spec.budget, config)
     return entry

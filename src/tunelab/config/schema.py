@@ -71,9 +71,7 @@ class TrainConfig(StrictModel):
     max_tokens: int | None = Field(
         None, gt=0, description="stop after this many input tokens (a token budget; wins over max_steps and epochs)"
     )
-    epochs: int | None = Field(
-        None, gt=0, description="passes over the training data (null: the method's own, else 1)"
-    )
+    epochs: int | None = Field(None, gt=0, description="passes over the training data (null: the method's own, else 1)")
     batch_size: int = Field(8, gt=0, description="examples (or packed sequences) per micro-batch")
     grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
     lr: float | None = Field(
