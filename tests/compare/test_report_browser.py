@@ -21,6 +21,7 @@ from fake_runs import failed_record, finished_record
 from tunelab.compare.report import PLOT_FILES, write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+WINDOW = "--window-size=1400,1000"  # a laptop screen: the page must fit it
 PROBE = """<script>
 window.addEventListener("load", () => {
   const rows = Array.from(document.querySelectorAll("#results tbody tr"));
@@ -29,6 +30,8 @@ window.addEventListener("load", () => {
     entries: rows.map((row) => row.dataset.entry),
     images: images.length,
     loaded: images.filter((image) => image.complete && image.naturalWidth > 0).length,
+    pageWidth: document.documentElement.scrollWidth,
+    viewWidth: document.documentElement.clientWidth,
   };
   const out = document.createElement("pre");
   out.id = "probe-facts";
@@ -68,7 +71,7 @@ def browser() -> str:
 def dom_facts(browser: str, page: Path) -> dict:
     probed = page.with_name("probed.html")
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", WINDOW]
     done = subprocess.run(
         [*command, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120, check=False
     )
@@ -89,3 +92,21 @@ def test_the_report_renders_one_row_per_entry_and_every_image(browser, tmp_path)
     facts = dom_facts(browser, page)
     assert facts["entries"] == ["lora", "ia3", "broken"]
     assert facts["images"] == len(PLOT_FILES) and facts["loaded"] == facts["images"]
+
+
+def test_a_wide_comparison_fits_a_1400_pixel_window(browser, tmp_path):
+    """Many metrics, a tuned entry and long names: the page itself never scrolls sideways."""
+    metrics = {f"metric_{index}_with_a_long_name": 0.5 for index in range(12)}
+    records = [
+        finished_record(tmp_path / "runs", f"entry-with-a-rather-long-name-{index}", extra_summary=metrics)
+        for index in range(4)
+    ]
+    page = write_report(records, {"python": "3.11"}, tmp_path / "report")
+    facts = dom_facts(browser, page)
+    assert facts["pageWidth"] <= facts["viewWidth"] <= 1400, facts
+    shot = tmp_path / "report.png"
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", WINDOW, f"--screenshot={shot}"]
+    subprocess.run([*command, page.as_uri()], capture_output=True, timeout=120, check=False)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(shot.read_bytes()[16:20], "big")  # the PNG header's width
+    assert width == 1400

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tunelab.compare.recommend import recommend
+from tunelab.compare.recommend import pareto_front, recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.compare.seeds import fold_seeds
 from tunelab.run.atomic import write_bytes_atomic, write_text_atomic
@@ -203,7 +203,8 @@ def zero_share_floor(records: list[dict[str, Any]]) -> float:
 
 
 def metric_vs_trainable_png(records: list[dict[str, Any]], metric: Metric | None, colors: dict[str, Any]) -> bytes:
-    """The ranking metric against the share of parameters that trained (log scale)."""
+    """The ranking metric against the share of parameters that trained (log scale), with the
+    Pareto front drawn through the entries that no other beats on both."""
     from matplotlib.ticker import NullFormatter
 
     figure = _new_figure()
@@ -219,6 +220,13 @@ def metric_vs_trainable_png(records: list[dict[str, Any]], metric: Metric | None
         x = share if share > 0 else floor
         axes.scatter([x], [value], color=colors[name], marker="o" if share > 0 else "x", s=50)
         axes.annotate(name, (x, value), textcoords="offset points", xytext=(5, 4), fontsize="small")
+    if metric is not None and len(placed) > 1:  # the entries nothing beats on both metric and share
+        points = {str(r.get("name")): (s if s > 0 else floor, v) for r, s, v in placed}
+        front = pareto_front([(name, y, x) for name, (x, y) in points.items()], metric)
+        if len(front) > 1:
+            xs, ys = zip(*sorted(points[name] for name in front), strict=True)
+            axes.plot(xs, ys, linestyle="--", color="0.5", linewidth=1, zorder=0, label="Pareto front")
+            axes.legend(loc="lower right", fontsize="small")
     axes.set_xscale("log")
     axes.xaxis.set_minor_formatter(NullFormatter())  # minor labels crowd a short log axis
     axes.margins(x=0.25, y=0.15)
