@@ -128,3 +128,23 @@ def test_a_plain_prompt_carries_the_system_paragraph_once(tokenizer):
     text = prompt_text(tokenizer, query, shots, [], chat=False)
 
     assert text == "Repeat the word twice.\n\nsay cat: cat cat\n\nsay dog: dog dog\n\nsay fox:"
+
+
+@pytest.mark.parametrize(
+    ("data_format", "row", "chat"),
+    [
+        ("instruction", {"instruction": "Name the city.", "input": "France", "output": "Paris"}, True),
+        ("prompt_completion", {"prompt": "Capital of France:", "completion": " Paris"}, False),
+    ],
+)
+def test_training_and_evaluation_word_a_templated_prompt_the_same(tokenizer, data_format, row, chat):
+    """What a generative run trains on before its answer is exactly what evaluation asks it."""
+    from tunelab.data.formats import format_row
+
+    field = "instruction" if data_format == "instruction" else "prompt"
+    wording = PromptConfig(system="Answer in one word.", template=f"Q: {{{field}}}")
+    trained = format_row(row, data_format, tokenizer, train_on_prompt=False, prompt=wording)
+    asked = prompt_text(tokenizer, prompted_example(row, data_format, wording), [], [], chat=chat)
+    answer_starts = trained.target_spans[0][0]
+    assert trained.text[:answer_starts] == asked
+    assert "Q: " in asked and "Answer in one word." in asked
