@@ -78,3 +78,33 @@ def test_an_in_context_entry_interrupted_while_evaluating_is_evaluated_again(
     (record,) = result.records
     assert (record["status"], record["action"]) == ("finished", "trained")
     assert "exact_match" in json.loads((run / "summary.json").read_text())
+
+
+def test_a_trained_entry_interrupted_while_it_answers_is_not_counted_finished(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
+    import tunelab.evaluation.runner as evaluation
+    from tunelab.compare.runner import run_comparison
+    from tunelab.compare.spec import load_comparison
+
+    entries = [{"name": "lora", "method": "lora", "eval": {"generate": True, "max_new_tokens": 2, "limit": 4}}]
+    spec_file = tmp_path / "compare.yaml"
+    write_comparison(
+        spec_file, tmp_path / "out", tiny_llama, prompt_completion_file, entries, 2, prompt_completion_file
+    )
+    answer = evaluation._generate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "_generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(load_comparison(spec_file), progress=False)
+    summary = json.loads((tmp_path / "out" / "runs" / "lora" / "summary.json").read_text())
+    assert summary["pending"] == "eval.generate"
+
+    monkeypatch.setattr(evaluation, "_generate", answer)
+    (record,) = run_comparison(load_comparison(spec_file), progress=False).records
+    assert (record["status"], record["action"]) == ("finished", "trained")
+    summary = json.loads((tmp_path / "out" / "runs" / "lora" / "summary.json").read_text())
+    assert "pending" not in summary and "exact_match" in summary

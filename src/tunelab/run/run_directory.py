@@ -4,7 +4,8 @@ Layout::
 
     config.yaml      the resolved config
     metrics.jsonl    one JSON object per logged step
-    summary.json     the final figures (written last: its presence marks a finished run)
+    summary.json     the final figures (written last: its presence marks a finished run, unless it
+                     names work still ``pending``, such as the answers of eval.generate)
     <artifact>       adapter or whole model + tokenizer, loadable by transformers / PEFT
     checkpoints/     step-N folders for resuming
 
@@ -103,7 +104,9 @@ class RunDirectory:
 
     def holds_finished_run_of(self, plain_config: dict[str, Any]) -> bool:
         """Whether the folder holds a finished run of this same config (budget keys aside)."""
-        return self.summary_file.is_file() and self.config_file.is_file() and self._holds_same_run(plain_config)
+        if not (self.summary_file.is_file() and self.config_file.is_file()):
+            return False
+        return "pending" not in self.read_summary() and self._holds_same_run(plain_config)
 
     def _holds_same_run(self, plain_config: dict[str, Any]) -> bool:
         previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}

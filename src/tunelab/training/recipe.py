@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunelab")
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+PENDING = "pending"  # a summary.json key: what is still to be done before the run is finished
 BatchMaker = Callable[[list], Batch]
 
 
@@ -459,7 +460,9 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_artifact(run, method, unwrapped, tokenizer, model_reference)
-        run.write_summary(summary)
+        # with eval.generate still to come, the run loads as finished but is not marked finished
+        generating = config.eval.generate and config.data.eval is not None
+        run.write_summary({**summary, PENDING: "eval.generate"} if generating else summary)
         eval_part = f", eval_loss {last_eval_loss:.4f}" if data.eval else ""
         log.info(f"done: {run.path} (train_loss {last_train_loss:.4f}{eval_part})")
     unwrapped.eval()
