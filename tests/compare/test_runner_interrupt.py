@@ -50,32 +50,38 @@ def test_an_interrupted_comparison_keeps_what_finished(tiny_llama, prompt_comple
     assert list((slow / "checkpoints").glob("step-*")), "the interrupted entry can resume"
 
 
-def test_an_in_context_entry_interrupted_while_evaluating_is_evaluated_again(
-    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
-):
+def interrupted_while_answering_then_run_again(spec_file, monkeypatch, between) -> dict:
+    """Run the comparison with answering interrupted (Ctrl-C), call ``between``, run it again."""
     import tunelab.evaluation.runner as evaluation
     from tunelab.compare.runner import run_comparison
     from tunelab.compare.spec import load_comparison
 
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "_generate", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(load_comparison(spec_file), progress=False)
+    between()
+    (record,) = run_comparison(load_comparison(spec_file), progress=False).records
+    return record
+
+
+def test_an_in_context_entry_interrupted_while_evaluating_is_evaluated_again(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
     entries = [{"name": "zeroshot", "method": "zeroshot", "eval": {"max_new_tokens": 2, "limit": 4}}]
     spec_file = tmp_path / "compare.yaml"
     write_comparison(
         spec_file, tmp_path / "out", tiny_llama, prompt_completion_file, entries, eval_file=prompt_completion_file
     )
-    answer = evaluation._generate
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(evaluation, "_generate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_comparison(load_comparison(spec_file), progress=False)
     run = tmp_path / "out" / "runs" / "zeroshot"
-    assert (run / "config.yaml").is_file() and not (run / "summary.json").exists(), "not marked finished"
 
-    monkeypatch.setattr(evaluation, "_generate", answer)
-    result = run_comparison(load_comparison(spec_file), progress=False)
-    (record,) = result.records
+    def not_finished():
+        assert (run / "config.yaml").is_file() and not (run / "summary.json").exists(), "not marked finished"
+
+    record = interrupted_while_answering_then_run_again(spec_file, monkeypatch, not_finished)
     assert (record["status"], record["action"]) == ("finished", "trained")
     assert "exact_match" in json.loads((run / "summary.json").read_text())
 
@@ -83,28 +89,17 @@ def test_an_in_context_entry_interrupted_while_evaluating_is_evaluated_again(
 def test_a_trained_entry_interrupted_while_it_answers_is_not_counted_finished(
     tiny_llama, prompt_completion_file, tmp_path, monkeypatch
 ):
-    import tunelab.evaluation.runner as evaluation
-    from tunelab.compare.runner import run_comparison
-    from tunelab.compare.spec import load_comparison
-
     entries = [{"name": "lora", "method": "lora", "eval": {"generate": True, "max_new_tokens": 2, "limit": 4}}]
     spec_file = tmp_path / "compare.yaml"
     write_comparison(
         spec_file, tmp_path / "out", tiny_llama, prompt_completion_file, entries, 2, prompt_completion_file
     )
-    answer = evaluation._generate
+    summary_file = tmp_path / "out" / "runs" / "lora" / "summary.json"
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    def pending():
+        assert json.loads(summary_file.read_text())["pending"] == "eval.generate"
 
-    monkeypatch.setattr(evaluation, "_generate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_comparison(load_comparison(spec_file), progress=False)
-    summary = json.loads((tmp_path / "out" / "runs" / "lora" / "summary.json").read_text())
-    assert summary["pending"] == "eval.generate"
-
-    monkeypatch.setattr(evaluation, "_generate", answer)
-    (record,) = run_comparison(load_comparison(spec_file), progress=False).records
+    record = interrupted_while_answering_then_run_again(spec_file, monkeypatch, pending)
     assert (record["status"], record["action"]) == ("finished", "trained")
-    summary = json.loads((tmp_path / "out" / "runs" / "lora" / "summary.json").read_text())
+    summary = json.loads(summary_file.read_text())
     assert "pending" not in summary and "exact_match" in summary
