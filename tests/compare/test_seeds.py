@@ -4,6 +4,7 @@ table shows one row per entry with the mean +- standard deviation, marking entri
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -72,3 +73,8 @@ def test_a_seeded_comparison_keeps_every_run(tiny_llama, prompt_completion_file,
     assert losses[0] != losses[1], "each seed is its own run"
     table = format_table(result.records).splitlines()
     assert len(table) == 3 and all("2 seeds" in line for line in table[1:])
+    page = result.report_html.read_text()
+    rows = re.findall(r'<tr class="[^"]*" data-entry="([^"]*)"', page)
+    assert sorted(rows) == ["ia3", "lora"], "the page's table has one row per entry too"
+    assert "±" in page and "2 seeds" in page
+    assert ">0.001<" in page and ">0.01<" in page  # each method's own learning rate, shown

@@ -294,7 +294,7 @@ def _columns(records: list[dict[str, Any]], metric: Metric | None) -> list[tuple
         ("method", lambda r: r.get("method")),
     ]
     if metric is not None:
-        columns.append((metric.label, lambda r: _figure(metric_value(r, metric))))
+        columns.append((metric.label, lambda r: _with_spread(r, metric)))
     for name in _extra_metric_names(records, metric):
         columns.append((name, lambda r, n=name: _figure((r.get("metrics") or {}).get(n))))
     for name in losses:
@@ -306,6 +306,8 @@ def _columns(records: list[dict[str, Any]], metric: Metric | None) -> list[tuple
             ("trainable %", lambda r: _percent(r.get("trainable_share"))),
             ("peak memory MiB", lambda r: _mib(r.get("peak_memory_bytes"))),
             ("train time s", lambda r: _figure(r.get("train_time_s"), 2)),
+            ("tokens trained", lambda r: _count(r.get("tokens_seen"))),
+            ("lr", lambda r: "" if r.get("lr") is None else f"{r['lr']:g}"),
             ("tokens/s", lambda r: _figure(r.get("tokens_per_s"), 0)),
             ("artifact MiB", lambda r: "" if r.get("artifact_bytes") is None else f"{r['artifact_bytes'] / MIB:.2f}"),
         ]
@@ -382,7 +384,7 @@ def render_html(records: list[dict[str, Any]], environment: dict[str, Any], titl
         f'<p class="environment">{_environment_line(environment)}</p>\n'
         f"{_recommendation_html(records)}"
         f"<p>{len(records)} entries, {ranked}; failed entries last.</p>\n"
-        f'<div class="scroll">{_table(records, metric)}</div>\n'
+        f'<div class="scroll">{_table(fold_seeds(records), metric)}</div>\n'
         f'<h2>Plots</h2><div class="plots">\n{images}\n</div>\n'
         f"<h2>Configs</h2>\n{_config_blocks(records)}\n</body></html>\n"
     )

@@ -163,8 +163,18 @@ def entry_record(
     record["metrics"] = task_metrics(summary, _read_json(run_dir / EVAL_FILE)) if status == FINISHED else {}
     record["artifact_bytes"] = artifact_bytes(run_dir) if status == FINISHED else None
     record["weights_file_bytes"] = weights_file_bytes(run_dir) if status == FINISHED else None
+    record["lr"] = _trained_lr(run_dir) if status == FINISHED else None
     record["run_dir"] = str(run_dir)
     return record
+
+
+def _trained_lr(run_dir: Path) -> float | None:
+    """The learning rate the run trained with (its config.yaml: the method's own where none was set)."""
+    config_file = RunDirectory(run_dir).config_file
+    if not config_file.is_file():
+        return None
+    value = ((yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("train") or {}).get("lr")
+    return float(value) if _number(value) else None
 
 
 def run_folder_record(run_dir: Path, name: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,15 @@ from typing import Any
 
 from tunelab.compare.results import FAILED, FINISHED, Metric, metric_value, primary_metric
 
-AVERAGED = ("trainable_params", "trainable_share", "peak_memory_bytes", "train_time_s", "tokens_seen", "tokens_per_s")
+AVERAGED = (
+    "trainable_params",
+    "trainable_share",
+    "peak_memory_bytes",
+    "train_time_s",
+    "tokens_seen",
+    "tokens_per_s",
+    "lr",
+)
 
 
 def _mean(values: list[float]) -> float | None:
