@@ -14,6 +14,7 @@ prompt and prefix above the majority class, 0.594).
 
     python bench/method_defaults.py                     # every method, ~20 min on 2 CPU cores
     python bench/method_defaults.py --methods lora,full
+    python bench/method_defaults.py --data sst2 --methods features,lora,full   # SST-2, its dev split
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ THRESHOLDS = {
 }
 
 
+SST2 = phrasebank.SHARED_DATA / "classification" / "sst2"
+
+
+def sst2_files(folder: Path) -> tuple[Path, Path]:
+    """SST-2's own train and dev splits ('<0|1> <tokenized sentence>'), as JSONL text and label."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for split_name in ("train", "dev"):
+        lines = (SST2 / f"stsa.binary.{split_name}").read_text(encoding="utf-8").splitlines()
+        rows = [(text.strip(), "positive" if label == "1" else "negative") for label, _, text in
+                (line.partition(" ") for line in lines if line.strip())]  # fmt: skip
+        phrasebank.write_jsonl(folder / f"{split_name}.jsonl", rows)
+        files.append(folder / f"{split_name}.jsonl")
+    return files[0], files[1]
+
+
 def split(folder: Path) -> tuple[Path, Path]:
     from sklearn.model_selection import train_test_split
 
@@ -59,9 +76,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default=",".join(THRESHOLDS))
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--data", choices=("phrasebank", "sst2"), default="phrasebank")
     args = parser.parse_args()
     phrasebank.check_shared_data()
-    train, test = split(args.output / "data")
+    if args.data == "sst2":  # SST-2's own splits: 6,920 training sentences, scored on the 872 of dev
+        args.output = args.output.with_name(args.output.name + "-sst2")
+        train, test = sst2_files(args.output / "data")
+    else:
+        train, test = split(args.output / "data")
     results = {}
     for method in args.methods.split(","):
         run = args.output / method
@@ -74,7 +96,7 @@ def main() -> int:
         results[method] = {
             "accuracy": summary["accuracy"],
             "macro_f1": summary["macro_f1"],
-            "threshold": THRESHOLDS.get(method),
+            "threshold": THRESHOLDS.get(method) if args.data == "phrasebank" else None,
             "steps": summary["steps"],
             "train_time_s": round(summary["train_time_s"], 1),
             "wall_s": round(time.perf_counter() - started, 1),
