@@ -38,19 +38,20 @@ def test_skip_step_stops_after_n_in_a_row(tiny_llama, prompt_completion_file, tm
         train(config, progress=False)
 
 
-def test_skip_step_counts_skips_and_recovers():
+def test_skip_step_counts_skips_and_recovers(tmp_path):
     guard = NonFiniteGuard("skip_step", max_consecutive=3)
-    assert guard.check(1, 2.0, 1.0, 1e-3, []) is False
-    assert guard.check(2, math.nan, 1.0, 1e-3, []) is True
-    assert guard.check(3, 2.0, math.inf, 1e-3, []) is True
-    assert guard.check(4, 1.9, 1.0, 1e-3, []) is False  # a good step resets the count in a row
-    assert guard.check(5, math.nan, 1.0, 1e-3, []) is True
+    assert guard.check(1, 2.0, 1.0, 1e-3, tmp_path) is False
+    assert guard.check(2, math.nan, 1.0, 1e-3, tmp_path) is True
+    assert guard.check(3, 2.0, math.inf, 1e-3, tmp_path) is True
+    assert guard.check(4, 1.9, 1.0, 1e-3, tmp_path) is False  # a good step resets the count in a row
+    assert guard.check(5, math.nan, 1.0, 1e-3, tmp_path) is True
     assert guard.skipped == 3
 
 
 def test_stop_names_the_step_what_and_the_lr(tmp_path):
     guard = NonFiniteGuard("stop", max_consecutive=3)
+    (tmp_path / "step-00000005").mkdir()
     with pytest.raises(UserError) as raised:
-        guard.check(7, 2.0, math.nan, 3e-4, [tmp_path / "step-00000005"])
+        guard.check(7, 2.0, math.nan, 3e-4, tmp_path)
     assert str(raised.value).startswith("step 7: the gradient norm (nan) became non-finite at lr 0.0003; stopped")
     assert "step-00000005" in str(raised.value)

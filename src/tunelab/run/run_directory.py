@@ -26,6 +26,9 @@ from tunelab.errors import UserError
 from tunelab.models.resolve import RUN_CONFIG_FILE, RUN_SUMMARY_FILE
 from tunelab.run.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
 
+# A summary.json key naming work still to do (eval.generate's answers): the run loads, but is not finished.
+PENDING = "pending"
+
 # Keys that may change between a run and its resumption without making it a different run.
 RESUMABLE_CHANGES = {
     "train": {
@@ -106,7 +109,7 @@ class RunDirectory:
         """Whether the folder holds a finished run of this same config (budget keys aside)."""
         if not (self.summary_file.is_file() and self.config_file.is_file()):
             return False
-        return "pending" not in self.read_summary() and self._holds_same_run(plain_config)
+        return PENDING not in self.read_summary() and self._holds_same_run(plain_config)
 
     def _holds_same_run(self, plain_config: dict[str, Any]) -> bool:
         previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}

@@ -40,6 +40,11 @@ DAMAGED_CHECKPOINT_ERRORS = (
 )
 
 
+def checkpoint_folder(folder: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives (``step-00000042``): names sort in step order."""
+    return folder / f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
 @dataclass
 class TrainingState:
     step: int
@@ -77,7 +82,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``folder/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{CHECKPOINT_PREFIX}{state.step:08d}"
+    final = checkpoint_folder(folder, state.step)
     staging = folder / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

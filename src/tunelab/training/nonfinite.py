@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from tunelab.errors import UserError
+from tunelab.training.checkpoint import list_checkpoints
 
 
 class NonFiniteGuard:
@@ -22,8 +23,9 @@ class NonFiniteGuard:
         self.skipped = 0
         self._in_a_row = 0
 
-    def check(self, step: int, loss: float, grad_norm: float, lr: float, checkpoints: list[Path]) -> bool:
-        """True where this step's update must be skipped; raises ``UserError`` where the run must stop."""
+    def check(self, step: int, loss: float, grad_norm: float, lr: float, checkpoints: Path) -> bool:
+        """True where this step's update must be skipped; raises ``UserError`` where the run must stop.
+        ``checkpoints`` is the run's checkpoint folder, read only to name the last good one."""
         bad = []
         if not math.isfinite(loss):
             bad.append(f"the loss ({loss})")
@@ -33,7 +35,8 @@ class NonFiniteGuard:
             self._in_a_row = 0
             return False
         what = " and ".join(bad)
-        last_good = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was written"
+        saved = list_checkpoints(checkpoints)
+        last_good = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was written"
         advice = "lower train.lr, or set train.nan_policy=skip_step to skip such steps"
         if self.policy == "skip_step":
             self.skipped += 1

@@ -39,10 +39,11 @@ from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenize
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
 from tunelab.run.lock import FolderLock
-from tunelab.run.run_directory import RunDirectory
+from tunelab.run.run_directory import PENDING, RunDirectory
 from tunelab.training.batching import DataPosition, epoch_micro_batches, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import (
     TrainingState,
+    checkpoint_folder,
     list_checkpoints,
     load_latest_complete_checkpoint,
     save_checkpoint,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunelab")
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-PENDING = "pending"  # a summary.json key: what is still to be done before the run is finished
 BatchMaker = Callable[[list], Batch]
 
 
@@ -357,7 +357,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
         max_norm = config.train.max_grad_norm if config.train.max_grad_norm is not None else math.inf
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
         learning_rate = scheduler.get_last_lr()[0]
-        skipped = guard.check(state.step + 1, step_loss, grad_norm, learning_rate, list_checkpoints(run.checkpoints))
+        skipped = guard.check(state.step + 1, step_loss, grad_norm, learning_rate, run.checkpoints)
         if not skipped:
             optimizer.step()
             method.after_optimizer_step(accelerator.unwrap_model(model), state.step)
@@ -488,15 +488,11 @@ def _stop_interrupted(
         raise TrainingInterrupted(
             f"{done}; no checkpoint was written (train.save_every is off), so run it again with --overwrite"
         )
-    saved = list_checkpoints(run.checkpoints)
-    if (
-        state.step > 0
-        and accelerator.is_main_process
-        and (not saved or not saved[-1].name.endswith(f"{state.step:08d}"))
-    ):
+    saved_now = checkpoint_folder(run.checkpoints, state.step).is_dir()
+    if state.step > 0 and accelerator.is_main_process and not saved_now:
         unwrapped = accelerator.unwrap_model(model)
         save_checkpoint(run.checkpoints, unwrapped, optimizer, scheduler, state, config.train.keep_checkpoints)
-    if state.step == 0 and not saved:
+    if state.step == 0 and not list_checkpoints(run.checkpoints):
         raise TrainingInterrupted(f"{done}; nothing to resume yet, so run it again with --overwrite")
     raise TrainingInterrupted(f"{done}; resume with the same command and train.resume=true")
 
