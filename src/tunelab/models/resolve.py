@@ -74,12 +74,15 @@ def packaged_model_folder(name: str) -> str:
     return PACKAGED_MODELS[name].location(name)
 
 
+def _local(reference: str) -> str:
+    """A packaged model's short name as the path it stands for; any other reference as it is."""
+    return packaged_model_folder(reference) if reference in PACKAGED_MODELS else reference
+
+
 def gguf_source(reference: str) -> GgufSource | None:
     """The GGUF file a reference names and its converted folder (converting on first use)."""
-    if is_run_folder(reference):
-        return None
-    local = packaged_model_folder(reference) if reference in PACKAGED_MODELS else reference
-    gguf_file = gguf_file_in(local)
+    local = _local(reference)
+    gguf_file = gguf_file_in(local) if not is_run_folder(local) else None
     return converted_folder(gguf_file) if gguf_file is not None else None
 
 
@@ -92,18 +95,16 @@ def gguf_record(reference: object) -> dict[str, dict[str, str]]:
 def model_location(reference: str) -> str:
     """What to hand to ``from_pretrained``: the expanded folder where one exists (a GGUF file's
     converted folder), else the hub id."""
-    if reference in PACKAGED_MODELS:
-        reference = packaged_model_folder(reference)
-    folder = Path(reference).expanduser()
-    if not folder.exists():
-        return reference
-    gguf_file = gguf_file_in(folder) if not is_run_folder(folder) else None
-    return str(converted_folder(gguf_file).folder) if gguf_file is not None else str(folder)
+    source = gguf_source(reference)
+    if source is not None:
+        return str(source.folder)
+    local = _local(reference)
+    folder = Path(local).expanduser()
+    return str(folder) if folder.exists() else local
 
 
 def check_model_reference(reference: str) -> None:
-    if reference in PACKAGED_MODELS:
-        reference = packaged_model_folder(reference)
+    reference = _local(reference)
     folder = Path(reference).expanduser()
     if gguf_file_in(folder) is not None:
         return
