@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric
+from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, record_figure, sort_records
 
 TOLERANCE = 0.01
 MIB = 2**20
@@ -45,11 +45,6 @@ class Recommendation:
         for key, entries in self.pareto.items():
             lines.append(f"Pareto front of {name} against {key}: {', '.join(entries)}")
         return lines
-
-
-def _number(record: dict[str, Any], key: str) -> float | None:
-    value = record.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _better(a: float, b: float, metric: Metric) -> bool:
@@ -83,21 +78,19 @@ def recommend(records: list[dict[str, Any]], tolerance: float = TOLERANCE) -> Re
     ]
     if metric is None or not scored:
         return None
-    best_record, best_value = scored[0]
-    for record, value in scored[1:]:
-        if _better(value, best_value, metric):
-            best_record, best_value = record, value
+    best_record = sort_records([record for record, _ in scored], metric)[0]
+    best_value = metric_value(best_record, metric)
     allowed = tolerance if 0.0 <= best_value <= 1.0 else tolerance * abs(best_value)
     near = [(record, value) for record, value in scored if abs(value - best_value) <= allowed + 1e-12]
     result = Recommendation(metric, str(best_record.get("name")), best_value, allowed)
     for key, what, shown in COSTS:
-        costed = [(record, value, _number(record, key)) for record, value in near if _number(record, key) is not None]
+        costed = [(record, value, cost) for record, value in near if (cost := record_figure(record, key)) is not None]
         if costed:
             record, value, cost = min(
                 costed, key=lambda item: (item[2], -item[1] if metric.higher_is_better else item[1])
             )
             result.cheapest.append((what, str(record.get("name")), value, shown(cost)))
-        points = [(str(r.get("name")), v, _number(r, key)) for r, v in scored if _number(r, key) is not None]
+        points = [(str(r.get("name")), v, cost) for r, v in scored if (cost := record_figure(r, key)) is not None]
         if len(points) > 1:
-            result.pareto[key] = pareto_front(points, metric)  # type: ignore[arg-type]
+            result.pareto[key] = pareto_front(points, metric)
     return result

@@ -82,18 +82,25 @@ class Metric:
         return f"{self.name} ({'higher' if self.higher_is_better else 'lower'} is better)"
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_figure(record: dict[str, Any], key: str) -> float | None:
+    """A record's figure (``train_time_s``, ``peak_memory_bytes``, ...) as a float; None where absent."""
+    value = record.get(key)
+    return float(value) if is_number(value) else None
 
 
 def _metric_like(value: Any) -> bool:
     """A number, or a mapping / table of numbers (per-class figures, a confusion matrix)."""
-    if _number(value):
+    if is_number(value):
         return True
     if isinstance(value, dict):
         return bool(value) and all(_metric_like(item) for item in value.values())
     if isinstance(value, list):
-        return bool(value) and all(_number(item) or (isinstance(item, list) and _metric_like(item)) for item in value)
+        return bool(value) and all(is_number(item) or (isinstance(item, list) and _metric_like(item)) for item in value)
     return False
 
 
@@ -158,7 +165,7 @@ def entry_record(
     summary = RunDirectory(run_dir).read_summary() if status == FINISHED else {}
     record.update({key: summary.get(key) for key in COPIED_FIGURES})
     trainable, total = summary.get("trainable_params"), summary.get("total_params")
-    record["trainable_share"] = trainable / total if _number(trainable) and _number(total) and total else None
+    record["trainable_share"] = trainable / total if is_number(trainable) and is_number(total) and total else None
     record["task"] = summary.get("task")
     record["metrics"] = task_metrics(summary, _read_json(run_dir / EVAL_FILE)) if status == FINISHED else {}
     record["artifact_bytes"] = artifact_bytes(run_dir) if status == FINISHED else None
@@ -174,7 +181,7 @@ def _trained_lr(run_dir: Path) -> float | None:
     if not config_file.is_file():
         return None
     value = ((yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("train") or {}).get("lr")
-    return float(value) if _number(value) else None
+    return float(value) if is_number(value) else None
 
 
 def run_folder_record(run_dir: Path, name: str | None = None) -> dict[str, Any]:
@@ -270,10 +277,10 @@ def primary_metric(records: list[dict[str, Any]]) -> Metric | None:
     classification = any(record.get("task") == "classification" for record in finished)
     first, second = ("classification", "generation") if classification else ("generation", "classification")
     for name in HIGHER_IS_BETTER[first] + HIGHER_IS_BETTER[second]:
-        if any(_number(record.get("metrics", {}).get(name)) for record in finished):
+        if any(is_number(record.get("metrics", {}).get(name)) for record in finished):
             return Metric(name, higher_is_better=True)
     for name in ("eval_loss", "train_loss"):
-        if any(_number(record.get(name)) for record in finished):
+        if any(is_number(record.get(name)) for record in finished):
             return Metric(name, higher_is_better=False)
     return None
 
@@ -282,7 +289,7 @@ def metric_value(record: dict[str, Any], metric: Metric | None) -> float | None:
     if metric is None:
         return None
     value = record.get("metrics", {}).get(metric.name, record.get(metric.name))
-    return float(value) if _number(value) else None
+    return float(value) if is_number(value) else None
 
 
 def sort_records(records: list[dict[str, Any]], metric: Metric | None) -> list[dict[str, Any]]:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from tunelab.compare.results import FAILED, FINISHED, Metric, metric_value, primary_metric
+from tunelab.compare.results import (
+    FAILED,
+    FINISHED,
+    Metric,
+    is_number,
+    metric_value,
+    primary_metric,
+    record_figure,
+    sort_records,
+)
 
 AVERAGED = (
     "trainable_params",
@@ -28,8 +37,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _numbers(records: list[dict[str, Any]], key: str) -> list[float]:
-    values = [record.get(key) for record in records]
-    return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return [value for record in records if (value := record_figure(record, key)) is not None]
 
 
 def _fold(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def _fold(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     metric_names = dict.fromkeys(key for run in finished for key in (run.get("metrics") or {}))
     metrics, spread = {}, {}
     for key in metric_names:
-        values = [float(v) for v in ((run.get("metrics") or {}).get(key) for run in finished) if _is_number(v)]
+        values = [float(v) for v in ((run.get("metrics") or {}).get(key) for run in finished) if is_number(v)]
         if values:
             metrics[key] = statistics.fmean(values)
             spread[key] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -61,10 +69,6 @@ def _fold(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         if len(values) > 1:
             spread[key] = statistics.stdev(values)
     return folded
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _spread(record: dict[str, Any], metric: Metric) -> float:
@@ -87,7 +91,8 @@ def fold_seeds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     scored = [(r, v) for r, v in scored if v is not None]
     if metric is None or not scored or not any("metric_std" in r for r, _ in scored):
         return folded
-    best, best_value = max(scored, key=lambda pair: pair[1] if metric.higher_is_better else -pair[1])
+    best = sort_records([record for record, _ in scored], metric)[0]
+    best_value = metric_value(best, metric)
     low, high = best_value - _spread(best, metric), best_value + _spread(best, metric)
     for record, value in scored:
         if record is not best:
