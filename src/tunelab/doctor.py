@@ -95,8 +95,8 @@ def check_packaged_models() -> list[Finding]:
     for name, packaged in PACKAGED_MODELS.items():
         try:
             location = Path(packaged.location(name))
-        except UserError as error:
-            findings.append(Finding(f"model {name}", False, "missing", str(error).split(": ", 2)[-1]))
+        except UserError:
+            findings.append(Finding(f"model {name}", False, f"missing (package {packaged.package})", packaged.install))
             continue
         if not location.exists():
             findings.append(Finding(f"model {name}", False, f"{location} is missing", packaged.install))

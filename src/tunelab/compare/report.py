@@ -91,9 +91,9 @@ def _tuning_text(record: dict[str, Any]) -> str:
     tuning = record.get("tuning")
     if not tuning:
         return ""
-    figure = tuning["ranked_by"].removeprefix("validation ")
+    figure = tuning["ranked_by"]
     trials = ", ".join(f"{trial['lr']:g}: {trial.get(figure, float('nan')):.4f}" for trial in tuning["trials"])
-    return f"{tuning['chosen']:g} ({trials}; {tuning['tuning_time_s']:.1f} s)"
+    return f"{tuning['chosen']:g} (validation {figure}: {trials}; {tuning['tuning_time_s']:.1f} s)"
 
 
 def _with_spread(record: dict[str, Any], metric: Metric | None) -> str:
@@ -355,8 +355,8 @@ def _image(png: bytes, alt: str, caption: str) -> str:
     return f'<figure><img src="{source}" alt="{_escape(alt)}"><figcaption>{caption}</figcaption></figure>'
 
 
-def _recommendation_html(records: list[dict[str, Any]]) -> str:
-    answer = recommend(fold_seeds(records))
+def _recommendation_html(entries: list[dict[str, Any]]) -> str:
+    answer = recommend(entries)
     if answer is None:
         return ""
     items = "".join(f"<li>{_escape(line)}</li>" for line in answer.lines())
@@ -364,6 +364,7 @@ def _recommendation_html(records: list[dict[str, Any]]) -> str:
 
 
 def render_html(records: list[dict[str, Any]], environment: dict[str, Any], title: str, plots: dict[str, bytes]) -> str:
+    entries = fold_seeds(records)  # the table and the recommendation: one row per entry, seeds folded
     metric = primary_metric(records)
     ranked = f"ranked by {_escape(metric.label)}" if metric else "no finished entry to rank"
     floor_note = "the task metric against the share of parameters that train"
@@ -382,9 +383,9 @@ def render_html(records: list[dict[str, Any]], environment: dict[str, Any], titl
         f"<title>{_escape(title)}</title><style>{STYLE}</style></head><body>\n"
         f"<h1>{_escape(title)}</h1>\n"
         f'<p class="environment">{_environment_line(environment)}</p>\n'
-        f"{_recommendation_html(records)}"
+        f"{_recommendation_html(entries)}"
         f"<p>{len(records)} entries, {ranked}; failed entries last.</p>\n"
-        f'<div class="scroll">{_table(fold_seeds(records), metric)}</div>\n'
+        f'<div class="scroll">{_table(entries, metric)}</div>\n'
         f'<h2>Plots</h2><div class="plots">\n{images}\n</div>\n'
         f"<h2>Configs</h2>\n{_config_blocks(records)}\n</body></html>\n"
     )

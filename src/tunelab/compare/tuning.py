@@ -114,7 +114,7 @@ def tune_learning_rate(entry: Entry, budget: Budget, folder: Path, progress: boo
     return {
         "param": "lr",
         "chosen": best["lr"],
-        "ranked_by": f"validation {name}",
+        "ranked_by": name,  # the validation figure: accuracy, else eval_loss
         "trials": trials,
         "tuning_time_s": sum(trial["train_time_s"] or 0.0 for trial in trials),
     }

@@ -64,12 +64,11 @@ class Method:
     # (bench/phrasebank_minilm.py --dev), causal_lm ones on SNIPS-to-JSON with SmolLM2 and from the
     # methods' papers; bench/README.md has the table.
     recommended: ClassVar[dict[str, dict[str, float]]] = {}
+    needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
 
     def recommended_train(self, task: str) -> dict[str, float]:
         """``train.*`` values for ``task`` that the user left unset take these."""
         return dict(self.recommended.get(task, {}))
-
-    needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The model training starts from (with ``head``, a classifier); whole-model methods keep fp32 weights."""
