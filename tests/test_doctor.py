@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from tunelab.cli.main import main
-from tunelab.doctor import check_cache, check_versions, tested_versions
+from tunelab import doctor
+from tunelab.doctor import check_cache, check_versions
 
 
 def test_a_version_other_than_the_tested_one_is_named_with_the_fix(tmp_path):
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("# pinned\ntransformers==0.0.1\npeft==0.0.2\n")
-    assert tested_versions(constraints) == {"transformers": "0.0.1", "peft": "0.0.2"}
+    assert doctor.tested_versions(constraints) == {"transformers": "0.0.1", "peft": "0.0.2"}
     findings = {finding.check: finding for finding in check_versions(constraints)}
     assert not findings["transformers"].ok
     assert findings["transformers"].detail.endswith("tested with 0.0.1")
