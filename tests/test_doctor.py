@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tunelab.cli.main import main
 from tunelab import doctor
+from tunelab.cli.main import main
 from tunelab.doctor import check_cache, check_versions
 
 
