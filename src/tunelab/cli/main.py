@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = commands.add_parser("methods", help="list the training methods")
     methods.add_argument("--model", help="also count each method's trainable parameters on this model")
+    methods.add_argument(
+        "--task",
+        choices=("causal_lm", "classification"),
+        help="the task to count for (default: classification for an encoder such as BERT, else causal_lm)",
+    )
     for module in _command_modules():
         module.register(commands)
     return parser
@@ -218,9 +223,12 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "methods":
-        from tunelab.methods.listing import format_listing, list_methods
+        from tunelab.methods.listing import default_task, format_listing, list_methods
 
-        print(format_listing(list_methods(args.model)))
+        task = args.task or (default_task(args.model) if args.model else None)
+        print(format_listing(list_methods(args.model, task)))
+        if args.model:
+            print(f"(trainable parameters counted on {args.model} for {task}; --task to choose)")
         return 0
     for module in _command_modules():
         if args.command in module.COMMANDS:

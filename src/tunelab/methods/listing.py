@@ -1,5 +1,9 @@
-"""``tunelab methods [--model M]``: every method, what it trains, whether it merges, and, given a
-model, how many parameters it would train with its default options (nothing is trained)."""
+"""``tunelab methods [--model M] [--task T]``: every method, what it trains, whether it merges, and,
+given a model, how many parameters it would train with its default options (nothing is trained).
+
+The count is for the task the model is for: an encoder (BERT, MiniLM) has no pretrained language-model
+head, so by default it is counted as a classifier (with a two-label head); a decoder as a language model.
+"""
 
 from __future__ import annotations
 
@@ -29,28 +33,62 @@ class MethodListing:
         return 100.0 * self.trainable_params / self.total_params
 
 
-def list_methods(model_reference: str | None = None) -> list[MethodListing]:
-    """One listing per registered method; with a model, its trainable share under default options."""
+# The head a classifier is counted with: two labels, the smallest a classification task has.
+COUNTING_HEAD_LABELS = ("first", "second")
+
+
+def default_task(model_reference: str) -> str:
+    """``classification`` for an encoder (it has a masked-LM variant and no pretrained LM head), else
+    ``causal_lm``; read from the model's config alone."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    from tunelab.models.resolve import is_run_folder, model_location, run_task
+
+    if is_run_folder(model_reference):
+        return run_task(model_reference) or "causal_lm"
+    model_type = AutoConfig.from_pretrained(model_location(model_reference)).model_type
+    return "classification" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "causal_lm"
+
+
+def list_methods(model_reference: str | None = None, task: str | None = None) -> list[MethodListing]:
+    """One listing per registered method; with a model, its trainable share under default options
+    for ``task`` (by default the one the model is for, see ``default_task``)."""
     listings = []
-    base = None
+    base = head = None
     if model_reference is not None:
         import torch
 
-        from tunelab.models.loading import load_causal_lm
+        from tunelab.models.loading import ClassifierHead, load_model, run_head
+        from tunelab.models.resolve import is_run_folder
 
-        base = load_causal_lm(model_reference, dtype=torch.float32, merge_adapters=True)
+        task = task or default_task(model_reference)
+        if task == "classification":
+            head = (run_head(model_reference) if is_run_folder(model_reference) else None) or ClassifierHead(
+                COUNTING_HEAD_LABELS
+            )
+        base = load_model(model_reference, dtype=torch.float32, merge_adapters=True, head=head)
     for method in available_methods().values():
         listing = MethodListing(method.name, method.summary, method.trains, method.can_merge)
-        listing.recommended = {task: method.recommended_train(task) for task in method.tasks}
-        if base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
+        listing.recommended = {each: method.recommended_train(each) for each in method.tasks}
+        if base is not None and task not in method.tasks:
+            listing.note = f"trains {' and '.join(method.tasks)} only, not {task}"
+        elif base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
             from tunelab.training.measure import count_parameters
 
             listing.trainable_params, listing.total_params = 0, count_parameters(base)[1]
         elif base is not None:
             try:
                 options = method.options_type()
-                plan = TrainingPlan(total_steps=100, model_reference=model_reference)
-                fresh = method.load_base(model_reference, "fp32") if method.name == "qlora" else copy.deepcopy(base)
+                plan = TrainingPlan(
+                    total_steps=100,
+                    model_reference=model_reference,
+                    task=task,
+                    labels=head.labels if head is not None else (),
+                )
+                fresh = (
+                    method.load_base(model_reference, "fp32", head) if method.name == "qlora" else copy.deepcopy(base)
+                )
                 prepared = method.prepare(fresh, options, plan)
                 from tunelab.training.measure import count_parameters
 

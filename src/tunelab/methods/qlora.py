@@ -23,6 +23,32 @@ if TYPE_CHECKING:
 COMPUTE_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def head_module_names(reference: str, head: ClassifierHead) -> list[str]:
+    """The classification head's module names (``classifier``, ``bert.pooler``; ``score`` for decoders),
+    read from the architecture alone: they stay in full precision, because they train whole."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from tunelab.models.heads import classification_head
+
+    config = AutoConfig.from_pretrained(model_location(reference), **head.config_kwargs())
+    with init_empty_weights():
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    return sorted(classification_head(skeleton))
+
+
+def unquantized_layers(model: nn.Module) -> list[str]:
+    """4-bit layers whose weight bitsandbytes never quantised: layers the checkpoint has no weights
+    for, which transformers initialises fresh and leaves as plain parameters; PEFT cannot wrap them."""
+    import bitsandbytes
+
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, bitsandbytes.nn.Linear4bit) and not isinstance(module.weight, bitsandbytes.nn.Params4bit)
+    ]
+
+
 def uses_conv1d(reference: str) -> bool:
     """Whether the model's architecture has GPT-2-style Conv1D layers (read from its config alone)."""
     from accelerate import init_empty_weights
@@ -65,8 +91,18 @@ class Qlora(Lora):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
+            # a classification head (and BERT's pooler) trains whole, so it stays in full precision
+            llm_int8_skip_modules=head_module_names(reference, head) if head is not None else None,
         )
-        return load_model(reference, dtype=compute, quantization=quantization, head=head)
+        model = load_model(reference, dtype=compute, quantization=quantization, head=head)
+        fresh = unquantized_layers(model)
+        if fresh:
+            raise UserError(
+                f"method qlora: {reference} has no pretrained weights for {', '.join(fresh[:3])}"
+                f"{' and more' if len(fresh) > 3 else ''} (a layer initialised fresh, which bitsandbytes cannot "
+                "quantise); is this model meant for this task? Use lora instead"
+            )
+        return model
 
     def load_merge_base(self, reference: str, head: ClassifierHead | None = None) -> nn.Module:
         """The 4-bit base the adapter trained against, dequantised to full precision."""
