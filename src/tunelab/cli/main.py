@@ -118,6 +118,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tunelab.cli.quickstart_command",
     "tunelab.cli.eval_command",
     "tunelab.cli.doctor_command",
+    "tunelab.cli.serve_command",
 )
 
 
@@ -178,7 +179,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         summary = train(config, overwrite=args.overwrite, progress=not args.quiet).summary
         figures = [f"{key} {summary[key]:.4f}" for key in SUMMARY_FIGURES if isinstance(summary.get(key), float)]
-        print(f"run folder: {config.output_dir}  " + "  ".join(figures))
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
+            print(f"run folder: {config.output_dir}  " + "  ".join(figures))
         return 0
     if args.command == "generate":
         from tunelab.inference.generate import generate_text, read_messages

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -178,8 +179,25 @@ def _new_accelerator(precision: str) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    launched = launched_processes()
+    if launched > 1 and not torch.cuda.is_available():
+        # torchrun (or any launcher that sets WORLD_SIZE) on CPU: accelerate runs data-parallel over
+        # gloo only when told to use the CPU; otherwise every process would train its own copy
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=MIXED_PRECISION[precision])
+    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision])
+    if accelerator.num_processes != launched:
+        raise UserError(
+            f"launched as {launched} processes, but accelerate runs {accelerator.num_processes}: each would train "
+            "its own copy into the same run folder; on CPU leave ACCELERATE_USE_CPU unset (or true), "
+            "or launch with `accelerate launch -m tunelab train ...`"
+        )
+    return accelerator
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun, accelerate launch, mpirun): WORLD_SIZE."""
+    return int(os.environ.get("WORLD_SIZE", "1") or "1")
 
 
 def _prepare_tokenizer_and_data(config: TunelabConfig) -> tuple[PreTrainedTokenizerBase, int, PreparedData]:
