@@ -74,6 +74,15 @@ def stop_token_ids(tokenizer, model) -> list[int]:
     return sorted(ids)
 
 
+def padding_token_id(tokenizer, stops: list[int]) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else the first stop id (never attended to)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
+
+
+# generate() settings for greedy decoding: None clears any sampling default in the model's generation config
+GREEDY: dict[str, object] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
 def generate_text(
     model_reference: str,
     prompt: str | None = None,
@@ -111,13 +120,9 @@ def generate_text(
         text = prompt
     input_ids = torch.tensor([encode_prompt(tokenizer, text)], device=model.device)
     stops = stop_token_ids(tokenizer, model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
+    pad_id = padding_token_id(tokenizer, stops)
     torch.manual_seed(seed)
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        if temperature > 0
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    )
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else dict(GREEDY)
     task_id = resolve_task(model_reference, task)
     if task_id is not None:  # multi-task prompt tuning: which task's prompt to use
         sampling["task_ids"] = torch.tensor([task_id], device=model.device)
