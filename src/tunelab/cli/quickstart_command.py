@@ -14,7 +14,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     quickstart.add_argument("--output", default="runs/quickstart", help="the comparison folder (default: %(default)s)")
     quickstart.add_argument("--steps", type=int, default=None, help="optimizer steps per strategy")
-    quickstart.add_argument("--examples", default=None, help="the examples folder (default: the checkout's)")
+    quickstart.add_argument(
+        "--examples",
+        default=None,
+        help="a folder holding quickstart-sentiment.yaml and data/ (default: the files installed with tunelab)",
+    )
     quickstart.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

