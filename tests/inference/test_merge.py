@@ -42,3 +42,23 @@ def test_merge_refuses_a_non_run_folder_and_a_full_output(tiny_llama, prompt_com
     assert main(["merge", str(run), "--output", str(occupied)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (occupied / "keep.txt").read_text() == "mine"
+
+
+def test_a_merged_chat_run_answers_through_the_chat_template_it_trained_with(tiny_llama, tmp_path):
+    from conftest import write_jsonl
+    from tunelab.inference.generate import generate_text, trained_on_chat
+
+    rows = [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "cat cat"}]}
+        for i in range(16)
+    ]
+    data = write_jsonl(tmp_path / "chat.jsonl", rows)
+    options = {"method.name": "lora", "method.r": 8, "train.max_steps": 40, "train.lr": 3e-2, "train.batch_size": 8}
+    run = train(training_config(tiny_llama, data, tmp_path / "run", **options), progress=False).run_dir
+    merged = merge_run(run, tmp_path / "merged")
+
+    assert trained_on_chat(str(merged))  # the merged folder kept what the run trained on
+    answer = generate_text(str(run), prompt="question 99", max_new_tokens=12)
+    assert generate_text(str(merged), prompt="question 99", max_new_tokens=12) == answer
+    raw = generate_text(str(merged), prompt="question 99", max_new_tokens=12, chat=False)
+    assert raw != answer  # so the template is what made the difference

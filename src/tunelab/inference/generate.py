@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, run_task
+from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, run_task, training_record
 
 
 def read_messages(path: Path | str) -> list[dict[str, str]]:
@@ -33,10 +33,8 @@ def read_messages(path: Path | str) -> list[dict[str, str]]:
 
 
 def trained_on_chat(model_reference: str) -> bool:
-    if not is_run_folder(model_reference):
-        return False
-    summary = json.loads((Path(model_reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
-    return summary.get("data_format") in ("chat", "instruction")
+    """Whether a run (or a model merged from one) trained on chat or instructions, through its template."""
+    return training_record(model_reference).get("data_format") in ("chat", "instruction")
 
 
 def resolve_task(model_reference: str, task: str | None) -> int | None:

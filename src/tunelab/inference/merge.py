@@ -6,7 +6,12 @@ import shutil
 from pathlib import Path
 
 from tunelab.errors import UserError
-from tunelab.models.resolve import is_run_folder, read_run_config
+from tunelab.models.portable import make_portable
+from tunelab.models.resolve import MERGE_RECORD_FILE, is_run_folder, read_run_config, training_record
+from tunelab.run.atomic import write_json_atomic
+
+# what the merged folder keeps of the run's summary: what generation and a reader of the folder need
+MERGED_SUMMARY_KEYS = ("model", "task", "data_format", "labels", "precision", "steps", "train_loss", "eval_loss")
 
 
 def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) -> Path:
@@ -37,6 +42,11 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
+    make_portable(staging)  # transformers 4 reads it too
+    summary = training_record(run_dir)
+    record = {"merged_from": str(run_dir.absolute()), "method": method.name}
+    record.update({key: summary[key] for key in MERGED_SUMMARY_KEYS if key in summary})
+    write_json_atomic(staging / MERGE_RECORD_FILE, record)
     if output.exists():
         shutil.rmtree(output)
     staging.replace(output)

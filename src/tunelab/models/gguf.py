@@ -95,6 +95,8 @@ def _convert(source: GgufSource) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
+    from tunelab.models.portable import make_portable
+
     transformers_logging.disable_progress_bar()
     source.folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=source.folder.parent, prefix=f".{source.folder.name}.", suffix=".tmp"))
@@ -108,6 +110,7 @@ def _convert(source: GgufSource) -> None:
         model.config.name_or_path = str(source.folder)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        make_portable(staging)  # transformers 4 reads the converted model too
         (staging / SOURCE_FILE).write_text(json.dumps(source.record(), indent=2) + "\n", encoding="utf-8")
         if source.folder.is_dir() and not (source.folder / SOURCE_FILE).is_file():
             shutil.rmtree(source.folder)  # a folder left without its mark by hand: not ours to trust

@@ -20,6 +20,9 @@ from tunelab.models.gguf import GgufSource, converted_folder, gguf_file_in
 
 RUN_CONFIG_FILE = "config.yaml"
 RUN_SUMMARY_FILE = "summary.json"
+# Written by `tunelab merge` beside the merged model: what the run trained on, which generation needs
+# (the chat template's use above all) and a merged folder would otherwise have lost.
+MERGE_RECORD_FILE = "tunelab-merge.json"
 
 
 def is_run_folder(reference: str | Path) -> bool:
@@ -128,6 +131,18 @@ def run_task(reference: str | Path) -> str | None:
         return json.loads((Path(reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8")).get("task")
     except (OSError, ValueError):
         return None
+
+
+def training_record(reference: str | Path) -> dict:
+    """What a model was trained as (``task``, ``data_format``, ...): a finished run's summary, a merged
+    folder's merge record, or nothing for any other reference."""
+    folder = Path(reference)
+    for name in (RUN_SUMMARY_FILE, MERGE_RECORD_FILE) if is_run_folder(folder) else (MERGE_RECORD_FILE,):
+        try:
+            return json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
 def read_run_config(run_dir: str | Path) -> dict:

@@ -4,6 +4,7 @@ Layout::
 
     config.yaml      the resolved config
     metrics.jsonl    one JSON object per logged step
+    README.md        the model card (base, method, data with hashes, budget, results, how to load)
     summary.json     the final figures (written last: its presence marks a finished run, unless it
                      names work still ``pending``, such as the answers of eval.generate)
     <artifact>       adapter or whole model + tokenizer, loadable by transformers / PEFT
@@ -143,6 +144,10 @@ class RunDirectory:
         write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """The summary, and the model card built from it and config.yaml (so the two never disagree)."""
+        from tunelab.run.model_card import CARD_FILE, model_card
+
+        write_text_atomic(self.path / CARD_FILE, model_card(self.path, summary))
         write_json_atomic(self.summary_file, summary)
 
     def read_summary(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
 from tunelab.methods.registry import get_method
 from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder, model_context_length
+from tunelab.models.portable import make_portable
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
 from tunelab.run.lock import FolderLock
@@ -572,4 +573,5 @@ def _save_artifact(
         model_config.use_cache = True  # training turned the cache off; generation wants it
     method.save_artifact(model, staging, base)
     tokenizer.save_pretrained(staging)
+    make_portable(staging)  # transformers 4 reads it too
     run.install_artifact(staging)
