@@ -95,15 +95,15 @@ class JobRecord:
 def held_back(text: str, stops: tuple[str, ...]) -> int:
     """How many trailing characters of ``text`` must not be streamed yet: the start of a stop
     string that the next token may complete, or a character whose bytes are not all decoded."""
-    if text.endswith("\ufffd"):
-        return 1
+    undecoded = len(text) - len(text.rstrip("\ufffd"))  # bytes of a character still to come
+    text = text[: len(text) - undecoded]
     longest = 0
     for stop in stops:
         for size in range(min(len(stop) - 1, len(text)), longest, -1):
             if text.endswith(stop[:size]):
                 longest = size
                 break
-    return longest
+    return undecoded + longest
 
 
 class RowProgress:

@@ -10,9 +10,10 @@ base served under its own name runs with the adapters switched off (``disable_ad
 
 Everything else loads a model of its own: full and last_layers runs (their weights are the
 model), runs on another base or of another PEFT type (PEFT keeps one adapter type per wrapped
-model), qlora runs (a 4-bit base), prompt-learning runs (prefix, prompt, ptuning: PEFT's
-``set_adapter`` does not switch their virtual tokens in a way generation can rely on), and
-llama_adapter and bottleneck-adapter runs. A multi-task prompt run is refused: the OpenAI API
+model), qlora runs (a 4-bit base), prompt-learning runs (prefix, prompt, ptuning: their virtual
+tokens enter through PEFT's generation hooks, and we do not rely on PEFT switching those between
+adapters of one model), llama_adapter runs (PEFT's adaption prompt is not a LoRA-style tuner
+either) and bottleneck-adapter runs (our own method, not PEFT). A multi-task prompt run is refused: the OpenAI API
 has no field for its task id. Classification runs keep no model here: each ``/v1/classify`` call
 goes through ``predict_labels``, the function behind ``tunelab predict``, which loads the run.
 """
