@@ -66,6 +66,18 @@ def test_a_finished_conversion_is_reused_and_an_unfinished_one_is_not(gguf_file,
     assert source.record()["sha256"] == file_sha256(gguf_file)
 
 
+def test_a_conversion_cached_by_an_earlier_tunelab_is_made_readable_by_transformers_4(gguf_file, tmp_path):
+    folder = tmp_path / "cache" / file_sha256(gguf_file)[:16]
+    folder.mkdir(parents=True)
+    (folder / SOURCE_FILE).write_text(json.dumps({"gguf_file": str(gguf_file)}), encoding="utf-8")
+    rope = {"rope_theta": 100000.0, "rope_type": "default"}
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "rope_parameters": rope}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "TokenizersBackend"}))
+    converted_folder(gguf_file, tmp_path / "cache")
+    assert json.loads((folder / "config.json").read_text())["rope_theta"] == 100000.0
+    assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+
 def test_the_cache_key_follows_the_file_contents(gguf_file):
     before = file_sha256(gguf_file)
     gguf_file.write_bytes(b"GGUF" + b"\1" * 80)

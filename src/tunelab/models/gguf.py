@@ -81,6 +81,10 @@ def converted_folder(gguf_file: Path, cache: Path | None = None) -> GgufSource:
     source = GgufSource(gguf_file, sha256, folder)
     if not (folder / SOURCE_FILE).is_file():
         _convert(source)
+    else:
+        from tunelab.models.portable import make_portable
+
+        make_portable(folder)  # a conversion cached by an earlier tunelab: a no-op once portable
     return source
 
 

@@ -11,8 +11,8 @@ transformers 5 writes two things transformers 4.57 misreads, one loudly and one 
 
 ``make_portable`` adds what transformers 4 looks for beside what transformers 5 wrote; transformers 5
 reads the result exactly as before. No maintained library does this translation (transformers writes
-only its own format), which is why it is ours. It rewrites files in place: call it on a staging folder
-that is moved into view afterwards (the run's artifact, a merge, a GGUF conversion).
+only its own format), which is why it is ours. A file that changes is replaced by a rename, never
+rewritten in place, and one already portable is left alone.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def _rewrite(path: Path, translate) -> None:
     original = json.loads(path.read_text(encoding="utf-8"))
     translated = translate(original)
     if translated != original:
-        path.write_text(json.dumps(translated, indent=2) + "\n", encoding="utf-8")
+        staging = path.with_name(f".{path.name}.portable")
+        staging.write_text(json.dumps(translated, indent=2) + "\n", encoding="utf-8")
+        staging.replace(path)
 
 
 def make_portable(folder: Path | str) -> None:
