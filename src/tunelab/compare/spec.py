@@ -239,6 +239,8 @@ def _read_entry(
         raise UserError(f"{path}: {where}: train.epochs: the budget sets it (budget.epochs); remove it")
     tree.setdefault("train", {})[spec.budget.train_key] = spec.budget.amount
     tree["output_dir"] = str(spec.output_dir / "runs" / name)
+    if tree["train"].get("report_to") and not tree["train"].get("report_project"):
+        tree["train"]["report_project"] = spec.output_dir.name  # trackers group the entries by comparison
     entry = Entry(name, tree, spec.output_dir / "runs" / name)
     try:
         config = entry_config(entry)  # validate now, before anything runs

@@ -95,6 +95,21 @@ class TrainConfig(StrictModel):
         "stop", description="a non-finite loss or gradient: stop the run, or skip_step (leave the update out)"
     )
     nan_max_skips: int = Field(5, gt=0, description="skip_step: stop after this many non-finite steps in a row")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="experiment trackers that get every metrics line, through accelerate "
+        "(tensorboard, mlflow, wandb, ...); metrics.jsonl is written either way",
+    )
+    report_project: str | None = Field(
+        None,
+        description="the project / experiment trackers group runs under (default: tunelab; a comparison: its name)",
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_or_several(cls, value: Any) -> Any:
+        """``tensorboard``, ``tensorboard,mlflow`` (as typed on the command line) or a YAML list."""
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
 
 class PromptConfig(StrictModel):

@@ -43,6 +43,8 @@ RESUMABLE_CHANGES = {
         "keep_checkpoints",
         "nan_policy",
         "nan_max_skips",
+        "report_to",
+        "report_project",
     },
 }
 

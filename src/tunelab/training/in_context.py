@@ -30,6 +30,10 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     from tunelab.training.recipe import TrainResult
 
     check_training_inputs(config)
+    if config.train.report_to:
+        from tunelab.training.tracking import check_trackers
+
+        check_trackers(config.train.report_to)  # before any work, not after the evaluation
     config = with_absolute_paths(config)
     plain = config.to_plain()
     run = RunDirectory(config.output_dir)
@@ -72,5 +76,13 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     summary["eval_time_s"] = round(time.perf_counter() - started, 3)
     summary["peak_memory_bytes"] = peak_memory_bytes(device)
     run.write_summary(summary)  # last: its presence marks the run finished
+    if config.train.report_to:  # one tracked run per strategy, trained or not: its figures, no curve
+        from tunelab.training.recipe import new_accelerator
+        from tunelab.training.tracking import RunTracking, accelerator_options
+
+        tracking = RunTracking()
+        accelerator = new_accelerator(config.train.precision, accelerator_options(config.train.report_to, run.path))
+        tracking.start(accelerator, plain, run.path, config.train.report_project)
+        tracking.finish(summary)
     log.info(f"done: {run.path} ({method.name}: nothing trained)")
     return TrainResult(summary, run.path, None)

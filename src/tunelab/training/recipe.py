@@ -56,6 +56,7 @@ from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
 from tunelab.training.nonfinite import NonFiniteGuard
 from tunelab.training.optim import build_optimizer, build_scheduler
+from tunelab.training.tracking import RunTracking, accelerator_options
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -170,7 +171,7 @@ def evaluate(
     return Evaluation(float(totals[0] / totals[1].clamp(min=1)), predictions if classify else None)
 
 
-def _new_accelerator(precision: str) -> Accelerator:
+def new_accelerator(precision: str, options: dict[str, Any] | None = None) -> Accelerator:
     """An Accelerator for this run's precision.
 
     accelerate keeps its state in a process-wide singleton that refuses a second precision; we
@@ -186,7 +187,7 @@ def _new_accelerator(precision: str) -> Accelerator:
         # gloo only when told to use the CPU; otherwise every process would train its own copy
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision])
+    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision], **(options or {}))
     if accelerator.num_processes != launched:
         raise UserError(
             f"launched as {launched} processes, but accelerate runs {accelerator.num_processes}: each would train "
@@ -270,14 +271,18 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     check_training_inputs(config)
     config = with_absolute_paths(config)
     stop = StopOnInterrupt()  # installed around the loop only
+    tracking = RunTracking()
     try:
         with FolderLock(config.output_dir, "run folder"):
-            return _train(config, overwrite, progress, stop)
+            return _train(config, overwrite, progress, stop, tracking)
     finally:
         stop.restore()
+        tracking.finish()  # a run that stopped early still closes its trackers (no-op once finished)
 
 
-def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnInterrupt) -> TrainResult:
+def _train(
+    config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnInterrupt, tracking: RunTracking
+) -> TrainResult:
     from accelerate.utils import set_seed
 
     # 1. Check everything cheap before anything heavy loads (inputs and paths: in train).
@@ -305,7 +310,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
     plain_config = config.to_plain()
     run = RunDirectory(config.output_dir)
     run.check_can_start(plain_config, config.train.resume, overwrite)
-    accelerator = _new_accelerator(config.train.precision)
+    accelerator = new_accelerator(config.train.precision, accelerator_options(config.train.report_to, run.path))
 
     # 2. Data, then model and method: all of it must be good before the run folder is touched.
     tokenizer, pad_id, data = _prepare_tokenizer_and_data(config)
@@ -347,6 +352,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
         if accelerator.is_main_process:
             run.keep_metrics_until(state.step)
         log.info(f"resumed from {used.name} (step {state.step}, epoch {state.position.epoch})")
+    tracking.start(accelerator, plain_config, run.path, config.train.report_project)
 
     # 4. The loop.
     steps = iterate_steps(
@@ -418,6 +424,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
                     record["eval_accuracy"] = classification_summary(data, last_eval.predictions)["accuracy"]
             if accelerator.is_main_process:
                 run.append_metrics(record)
+                tracking.log(record)
             window = LossWindow()
         if config.train.save_every and (state.step % config.train.save_every == 0 or last):
             accelerator.wait_for_everyone()
@@ -487,6 +494,7 @@ def _train(config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnI
     unwrapped.eval()
     if config.eval.generate and accelerator.is_main_process:
         summary = _score_generations(config, run, summary, progress)
+    tracking.finish(summary)
     return TrainResult(summary, run.path, unwrapped)
 
 
