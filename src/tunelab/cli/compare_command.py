@@ -3,6 +3,7 @@
 ``compare`` trains every entry of a comparison file (see ``tunelab.compare.spec``) and prints the
 ranked table and where results.json and report.html are; ``report`` rebuilds the page from
 finished comparison folders or plain run folders. Options may come before or after the overrides.
+``--executor ray`` trains the entries as Ray tasks (``tunelab.compare.ray_executor``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tunelab.compare.executors import EXECUTORS
 from tunelab.errors import UserError
 
 COMMANDS = ("compare", "report")
@@ -30,6 +32,16 @@ def register(commands: Any) -> None:
     compare.add_argument("--only", metavar="NAME", help="train this entry again from scratch, keep the others")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.add_argument("--seeds", type=int, metavar="N", help="train every entry with N seeds (the file's seeds: N)")
+    compare.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="sequential: one entry after another in this process (default); ray: one Ray task per entry",
+    )
+    compare.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="join this Ray cluster (default: RAY_ADDRESS, else a Ray started on this machine); implies --executor ray",
+    )
 
     report = commands.add_parser("report", help="rebuild the comparison page from comparison or run folders")
     report.add_argument("folders", nargs="+", metavar="DIR", help="comparison folders or finished run folders")
@@ -42,6 +54,8 @@ def _late_options(args: argparse.Namespace) -> argparse.Namespace:
     late.add_argument("--only")
     late.add_argument("--quiet", action="store_true")
     late.add_argument("--seeds", type=int)
+    late.add_argument("--executor", choices=EXECUTORS)
+    late.add_argument("--ray-address")
     try:
         found, overrides = late.parse_known_args(list(args.overrides))
     except argparse.ArgumentError as error:
@@ -52,6 +66,10 @@ def _late_options(args: argparse.Namespace) -> argparse.Namespace:
     args.overrides = overrides
     args.only = found.only or args.only
     args.quiet = found.quiet or args.quiet
+    args.executor = found.executor or args.executor
+    args.ray_address = found.ray_address or args.ray_address
+    if args.executor is None:
+        args.executor = "ray" if args.ray_address else "sequential"
     seeds = found.seeds or args.seeds
     if seeds is not None:
         args.overrides.append(f"seeds={seeds}")
@@ -66,7 +84,10 @@ def _compare(args: argparse.Namespace) -> int:
     from tunelab.compare.spec import load_comparison
 
     args = _late_options(args)
-    result = run_comparison(load_comparison(args.comparison, args.overrides), only=args.only, progress=not args.quiet)
+    spec = load_comparison(args.comparison, args.overrides)
+    result = run_comparison(
+        spec, only=args.only, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address
+    )
     print(format_table(result.records))
     answer = recommend(fold_seeds(result.records))
     if answer is not None:

@@ -1,4 +1,4 @@
-"""Run a comparison: train every entry under the same budget, one after another, and record each.
+"""Run a comparison: train every entry under the same budget and record each.
 
 Each entry trains with ``tunelab.training.recipe.train`` into ``output_dir/runs/<name>``. Running a
 comparison again keeps what is done: an entry whose folder holds its finished run (same config,
@@ -6,11 +6,13 @@ same budget, by ``RunDirectory``'s rules) is not retrained; an entry that was in
 folder has checkpoints but no summary) resumes from its latest checkpoint; a failed entry is tried
 again. ``only=NAME`` trains that entry from scratch and leaves the others as they are.
 
-A failing entry (bad options, out of memory, a library's error) is recorded with its error's
-first line and the comparison goes on. ``results.json`` / ``results.csv`` are rewritten after
-every entry, so an interrupted comparison keeps the records of the entries it finished; the report
-(``report.html``) is written at the end. This module does not read figures out of run folders
-(``results``) nor draw them (``report``).
+A failing entry (bad options, out of memory, a library's error, a Ray worker that died) is
+recorded with its error's first line and the comparison goes on. ``results.json`` /
+``results.csv`` are rewritten after every entry, in the file's entry order, so an interrupted
+comparison keeps the records of the entries it finished; the report (``report.html``) is written
+at the end. Where entries train is the executor's choice (``executors``: in this process, one after
+another, or as Ray tasks); what they do there is ``_run_entry``, the same for every executor. This
+module does not read figures out of run folders (``results``) nor draw them (``report``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tunelab.compare.executors import EntryExecutor, EntryOutcome, make_executor
 from tunelab.compare.report import write_report
 from tunelab.compare.results import (
     FAILED,
@@ -127,11 +131,22 @@ def _run_entry(entry: Entry, spec: ComparisonSpec, from_scratch: bool, progress:
     except Exception as error:  # one entry's failure (a bad option, out of memory) must not end the comparison
         log.error(f"entry {entry.name}: failed: {first_line(error)}")
         log.debug(f"entry {entry.name}: traceback", exc_info=True)
-        return entry_record(entry.name, entry.run_dir, FAILED, first_line(error), method=method, action=FAILED)
+        return _failed_record(entry, first_line(error))
     finally:
         _free_memory()
     record = entry_record(entry.name, entry.run_dir, FINISHED, method=method, action=action)
     return {**record, "tuning": tuning} if tuning else record
+
+
+def _failed_record(entry: Entry, reason: str) -> dict[str, Any]:
+    method = entry_config(entry).method.model_dump(mode="json")
+    return entry_record(entry.name, entry.run_dir, FAILED, reason, method=method, action=FAILED)
+
+
+def _outcome_record(outcome: EntryOutcome) -> dict[str, Any]:
+    """The entry's record; where its worker gave none (it died), a failure with the reason."""
+    record = outcome.record if outcome.record is not None else _failed_record(outcome.entry, str(outcome.lost))
+    return _seeded(outcome.entry, record)
 
 
 def _untouched_record(entry: Entry, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -171,27 +186,48 @@ def _check_inputs(entries: list[Entry]) -> None:
             raise UserError(f"entry '{entry.name}': {error}") from None
 
 
-def run_comparison(spec: ComparisonSpec, only: str | None = None, progress: bool = True) -> ComparisonResult:
-    """Train every entry (or only ``only``, from scratch); write results.json, results.csv, report.html."""
+def run_comparison(
+    spec: ComparisonSpec,
+    only: str | None = None,
+    progress: bool = True,
+    executor: str | EntryExecutor = "sequential",
+    ray_address: str | None = None,
+) -> ComparisonResult:
+    """Train every entry (or only ``only``, from scratch); write results.json, results.csv, report.html.
+
+    ``executor``: ``sequential`` (this process, one entry after another) or ``ray`` (one Ray task per
+    entry, on a local Ray or the cluster at ``ray_address`` / ``RAY_ADDRESS``).
+    """
     chosen = spec.runs_of(only) if only is not None else spec.entries
+    runner = make_executor(executor, ray_address) if isinstance(executor, str) else executor
     _check_inputs(chosen)
     with FolderLock(spec.output_dir, "comparison folder"):
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         environment = collect_environment()
         previous = _previous_records(spec.output_dir)
-        records: list[dict[str, Any]] = []
-        for entry in spec.entries:
-            if entry in chosen:
-                try:
-                    record = _run_entry(entry, spec, from_scratch=only is not None, progress=progress)
-                    records.append(_seeded(entry, record))
-                except TrainingInterrupted as interruption:
-                    raise TrainingInterrupted(
-                        f"comparison interrupted in entry '{entry.name}' ({interruption}); "
-                        f"{len(records)} entries before it are kept; run the same tunelab compare to go on"
-                    ) from None
-            else:
-                records.append(_seeded(entry, _untouched_record(entry, previous.get(entry.name))))
-            results_json, results_csv = write_results(spec.output_dir, records, environment)
+        done = {
+            entry.name: _seeded(entry, _untouched_record(entry, previous.get(entry.name)))
+            for entry in spec.entries
+            if entry not in chosen
+        }
+        work = partial(_run_entry, spec=spec, from_scratch=only is not None, progress=progress and runner.in_process)
+        try:
+            for outcome in runner.run(chosen, work, spec.output_dir):
+                done[outcome.entry.name] = _outcome_record(outcome)
+                write_results(spec.output_dir, _in_file_order(spec, done), environment)
+        except TrainingInterrupted as interruption:
+            unfinished = [entry.name for entry in chosen if entry.name not in done]
+            where = f"entry '{unfinished[0]}'" if runner.in_process else f"entries {', '.join(unfinished)}"
+            kept = len(chosen) - len(unfinished)
+            raise TrainingInterrupted(
+                f"comparison interrupted in {where} ({interruption}); {kept} finished entries are kept; "
+                "run the same tunelab compare to go on"
+            ) from None
+        records = _in_file_order(spec, done)
+        results_json, results_csv = write_results(spec.output_dir, records, environment)
         report_html = write_report(records, environment, spec.output_dir)
     return ComparisonResult(spec.output_dir, records, environment, results_json, results_csv, report_html)
+
+
+def _in_file_order(spec: ComparisonSpec, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [done[entry.name] for entry in spec.entries if entry.name in done]

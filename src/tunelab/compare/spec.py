@@ -9,11 +9,15 @@ Layout::
     entries:
       - {name: lora-r8, method: {name: lora, r: 8}}
       - {name: full, method: full, train: {lr: 5e-5}}    # an entry may override any section
+      - {name: big, method: full, resources: {cpus: 4, gpus: 1}}   # what its Ray task asks for
 
 Each entry's config is ``base`` with the entry merged over it, the budget written into
 ``train.max_steps`` / ``train.max_tokens`` / ``train.epochs``, and its run folder ``output_dir/runs/<name>``. The seed
 is the comparison's (``base.train.seed``): entries may not set it, nor the budget's keys. Relative
 paths mean relative to the current directory, as in ``tunelab train`` and ``tunelab pipeline``.
+``resources`` (in ``base`` or an entry, the entry's keys winning) is what the entry's task asks of
+Ray under ``--executor ray``; it is not part of the train config, and the sequential executor
+ignores it.
 Dotted ``key=value`` overrides apply to the file's tree (``budget.steps=10``,
 ``base.train.batch_size=4``, ``entries.lora-r8.method.r=4``). Everything is validated here, before
 anything trains; what runs the entries is ``tunelab.compare.runner``.
@@ -41,6 +45,9 @@ OWNED_TRAIN_KEYS = {
     "resume": "the comparison resumes an interrupted entry by itself",
 }
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+RESOURCE_KEYS = ("cpus", "gpus")
+# Keys of base and of an entry that are the comparison's, not the train config's.
+COMPARISON_KEYS = ("tune", "resources")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,14 @@ class Budget:
         return BUDGET_KEYS[self.kind]
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What one entry's Ray task asks for; None where the comparison file leaves it to the executor."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+
+
 @dataclass
 class Entry:
     name: str
@@ -63,6 +78,7 @@ class Entry:
     group: str = ""  # with ``seeds: N``: the entry as the file names it (``lora`` for ``lora.seed1``)
     tune_lr: tuple[float, ...] = ()  # ``tune: {lr: [...]}`` or ``tune: auto``: the learning rates to try
     seed: int | None = None  # with ``seeds: N``: this run's seed
+    resources: Resources = Resources()  # ``resources: {cpus: 2, gpus: 1}``: for ``--executor ray``
 
     @property
     def entry_name(self) -> str:
@@ -185,7 +201,23 @@ def _read_base(path: Path, raw: Any) -> dict[str, Any]:
         if key in base:
             raise UserError(f"{path}: base: {key}: set per entry (method) or by the comparison (output_dir)")
     _check_train_keys(path, "base", base.get("train"), entry=False)
+    _read_resources(path, "base", base.get("resources"))
     return base
+
+
+def _read_resources(path: Path, where: str, raw: Any) -> dict[str, float]:
+    """``resources: {cpus: 2, gpus: 1}``: positive numbers (a fraction shares a device between tasks)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: {where}: resources must be a mapping (e.g. resources: {{cpus: 2, gpus: 1}})")
+    for key, value in raw.items():
+        if key not in RESOURCE_KEYS:
+            known = ", ".join(RESOURCE_KEYS)
+            raise UserError(f"{path}: {where}: resources: unknown key '{key}' (resources take {known})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+            raise UserError(f"{path}: {where}: resources.{key} must be a positive number (got {value!r})")
+    return {key: float(value) for key, value in raw.items()}
 
 
 def auto_grid(center: float) -> tuple[float, ...]:
@@ -231,9 +263,11 @@ def _read_entry(
             raise UserError(f"{path}: {where}: {key}: set by the comparison for every entry; remove it")
     _check_train_keys(path, where, raw.get("train"), entry=True)
     tune = _read_tune(path, where, raw["tune"] if "tune" in raw else base.get("tune"))
+    resources = {**_read_resources(path, "base", base.get("resources"))}
+    resources.update(_read_resources(path, where, raw.get("resources")))
     tree = deep_merge(
-        {key: value for key, value in base.items() if key != "tune"},
-        {key: value for key, value in raw.items() if key not in ("name", "tune")},
+        {key: value for key, value in base.items() if key not in COMPARISON_KEYS},
+        {key: value for key, value in raw.items() if key not in ("name", *COMPARISON_KEYS)},
     )
     if spec.budget.kind == "epochs" and "epochs" in tree.get("train", {}):
         raise UserError(f"{path}: {where}: train.epochs: the budget sets it (budget.epochs); remove it")
@@ -241,7 +275,7 @@ def _read_entry(
     tree["output_dir"] = str(spec.output_dir / "runs" / name)
     if tree["train"].get("report_to") and not tree["train"].get("report_project"):
         tree["train"]["report_project"] = spec.output_dir.name  # trackers group the entries by comparison
-    entry = Entry(name, tree, spec.output_dir / "runs" / name)
+    entry = Entry(name, tree, spec.output_dir / "runs" / name, resources=Resources(**resources))
     try:
         config = entry_config(entry)  # validate now, before anything runs
     except UserError as error:
@@ -275,7 +309,8 @@ def with_seeds(entry: Entry, seeds: int, output_dir: Path) -> list[Entry]:
         tree["train"]["seed"] = seed
         name = f"{entry.name}.seed{seed}"
         tree["output_dir"] = str(output_dir / "runs" / name)
-        runs.append(Entry(name, tree, output_dir / "runs" / name, group=entry.name, seed=seed))
+        run_dir = output_dir / "runs" / name
+        runs.append(Entry(name, tree, run_dir, group=entry.name, seed=seed, resources=entry.resources))
     return runs
 
 
