@@ -21,6 +21,8 @@ from tunelab.errors import UserError, first_line
 from tunelab.training.interrupt import EXIT_INTERRUPTED
 
 EXIT_USAGE = 2
+# `tunelab train` options that take a value (the rest of its arguments are the config and overrides)
+TRAIN_OPTIONS_WITH_VALUE = ("--processes", "--accelerate-config")
 EXIT_BUG = 1
 # What `tunelab train` prints at the end, where the run has it.
 SUMMARY_FIGURES = ("train_loss", "eval_loss", "accuracy", "macro_f1", "json_f1", "exact_match", "rouge_l")
@@ -58,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. method.r=16 train.max_steps=50")
     train.add_argument("--overwrite", action="store_true", help="replace whatever output_dir holds")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes (torchrun; CPU processes talk over gloo)",
+    )
+    train.add_argument(
+        "--accelerate-config",
+        metavar="FILE",
+        help="launch through `accelerate launch --config_file FILE` (FSDP, DeepSpeed ZeRO, GPU layout)",
+    )
 
     generate = commands.add_parser("generate", help="generate text from a model or run folder")
     generate.add_argument("model", help="run folder, local model folder or hub id")
@@ -129,8 +143,16 @@ def _command_modules() -> list[ModuleType]:
 def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
     """Parse with overrides allowed after options (``train x.yaml --quiet train.lr=1e-3``)."""
     if arguments[:1] == ["train"] and not {"-h", "--help"} & set(arguments):
-        namespace = parser.parse_args(arguments[:1] + [a for a in arguments[1:] if a.startswith("--")])
-        positionals = [a for a in arguments[1:] if not a.startswith("--")]
+        options, positionals = [], []
+        rest = iter(arguments[1:])
+        for argument in rest:
+            if argument in TRAIN_OPTIONS_WITH_VALUE:
+                options += [argument, next(rest, "")]
+            elif argument.startswith("--"):
+                options.append(argument)
+            else:
+                positionals.append(argument)
+        namespace = parser.parse_args(arguments[:1] + options)
         namespace.config, namespace.overrides = (positionals[0], positionals[1:]) if positionals else (None, [])
         return namespace
     return parser.parse_args(arguments)
@@ -175,6 +197,13 @@ def run_command(args: argparse.Namespace) -> int:
             config_path, overrides = None, [config_path, *overrides]
         config = load_config(config_path, overrides)
         check_training_inputs(config)  # before torch loads: bad paths answer at once
+        if args.processes != 1 or args.accelerate_config:
+            from tunelab.training.launch import launch
+
+            flags = [flag for flag, given in (("--overwrite", args.overwrite), ("--quiet", args.quiet)) if given]
+            positional = [config_path] if config_path is not None else []
+            accelerate_config = Path(args.accelerate_config) if args.accelerate_config else None
+            return launch([*positional, *overrides, *flags], args.processes, accelerate_config)
         from tunelab.training.recipe import train
 
         summary = train(config, overwrite=args.overwrite, progress=not args.quiet).summary
@@ -245,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     arguments = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in arguments or os.environ.get("TUNELAB_DEBUG") == "1"
+    if debug:
+        os.environ["TUNELAB_DEBUG"] = "1"  # processes this one launches (--processes) debug as well
     arguments = [argument for argument in arguments if argument != "--debug"]
     try:
         args = _parse(build_parser(), arguments)

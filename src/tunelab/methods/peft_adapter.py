@@ -21,6 +21,23 @@ if TYPE_CHECKING:
     from tunelab.models.loading import ClassifierHead
 
 HALF_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def check_adapter_file(path: Path, method: str) -> None:
+    """Refuse an adapter saved without its weights: the known FSDP / DeepSpeed ZeRO-3 failure, where
+    each process holds only a shard and the saved tensors come out with no elements."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as weights:
+        shapes = {name: weights.get_slice(name).get_shape() for name in weights.keys()}  # noqa: SIM118
+    empty = sorted(name for name, shape in shapes.items() if 0 in shape)
+    if not shapes or empty:
+        what = f"{len(empty)} of its {len(shapes)} tensors have no elements ({empty[0]}...)" if empty else "no tensors"
+        raise UserError(
+            f"method {method}: the adapter to save has {what}, so it was not written; with FSDP or DeepSpeed "
+            "ZeRO-3 the parameters must be gathered onto the main process before saving"
+        )
 
 
 def adapts_embeddings(model: nn.Module) -> bool:
@@ -83,6 +100,7 @@ class PeftAdapterMethod(Method):
         model.save_pretrained(
             directory, safe_serialization=True, save_embedding_layers="auto" if adapts_embeddings(model) else False
         )
+        check_adapter_file(directory / ADAPTER_WEIGHTS_FILE, self.name)
 
     def load_artifact(self, base_model: nn.Module, directory: Path) -> nn.Module:
         from peft import PeftModel

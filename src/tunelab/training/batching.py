@@ -2,7 +2,12 @@
 
 The order of epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a resumed run can
 rebuild it from the position saved in a checkpoint (epoch, micro-batch index) without storing
-sampler state. Under distributed runs each process takes every n-th micro-batch.
+sampler state. Under distributed runs each process takes every n-th micro-batch, so together
+they take the one-process order. Where an epoch's micro-batches do not divide evenly among the
+processes, a process left without one gets an empty micro-batch: the loop runs it on one example
+with weight zero (DDP needs every process in every step), so it adds nothing and the step's
+gradient is the one a single process would compute. accelerate's own sampler repeats examples
+from the start of the epoch instead, which changes the last step of every uneven epoch.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ def epoch_micro_batches(
     batches = [order[start : start + batch_size] for start in range(0, item_count, batch_size)]
     per_process = micro_batches_per_epoch(item_count, batch_size, process_count)
     mine = batches[process_index::process_count]
-    while len(mine) < per_process:  # keep processes in step: reuse the first batch of the epoch
-        mine.append(batches[0])
+    while len(mine) < per_process:  # keep processes in step: an empty micro-batch (see FILLER)
+        mine.append([])
     return mine
 
 

@@ -377,8 +377,11 @@ def _train(
             _stop_interrupted(config, run, state, total_steps, accelerator, model, optimizer, scheduler)
         group, next_position = next(steps)
         started = time.perf_counter()
-        batches = [make_batch([data.train[i] for i in indices]).to(accelerator.device) for indices in group]
-        step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator)
+        # an empty micro-batch (a process left without one at an uneven epoch end) runs on the first
+        # example with weight zero: every process must take part in every step's gradient sync
+        batches = [make_batch([data.train[i] for i in indices or [0]]).to(accelerator.device) for indices in group]
+        fillers = [not indices for indices in group]
+        step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator, fillers)
         max_norm = config.train.max_grad_norm if config.train.max_grad_norm is not None else math.inf
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
         learning_rate = scheduler.get_last_lr()[0]
@@ -538,16 +541,23 @@ def _score_generations(config: TunelabConfig, run: RunDirectory, summary: dict[s
 
 
 def _accumulate(
-    model: torch.nn.Module, method: Method, batches: list[Batch], accelerator: Accelerator
+    model: torch.nn.Module,
+    method: Method,
+    batches: list[Batch],
+    accelerator: Accelerator,
+    fillers: list[bool] | None = None,
 ) -> tuple[float, int, int]:
     """Forward and backward every micro-batch of one optimizer step; gradients are per target token.
 
     Each micro-batch's summed loss is divided by the target tokens of the whole step (on all
     processes), so the accumulated gradient is the gradient of the step's mean token loss.
+    A filler micro-batch (``fillers``) runs forward and backward with weight zero and counts nothing.
     Returns the step's (summed loss, target tokens, input tokens), summed over processes.
     """
-    local_targets = sum(count_targets(batch.labels) for batch in batches)
-    local_tokens = sum(batch.real_tokens for batch in batches)
+    fillers = fillers or [False] * len(batches)
+    real = [batch for batch, filler in zip(batches, fillers, strict=True) if not filler]
+    local_targets = sum(count_targets(batch.labels) for batch in real)
+    local_tokens = sum(batch.real_tokens for batch in real)
     counts = torch.tensor([local_targets, local_tokens], device=accelerator.device)
     if accelerator.num_processes > 1:
         counts = accelerator.reduce(counts, "sum")
@@ -559,6 +569,8 @@ def _accumulate(
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model):
             loss_sum = summed_loss(batch_logits(model, method, batch), batch.labels)
+            if fillers[index]:
+                loss_sum = loss_sum * 0.0
             objective = loss_sum * scale
             extra = method.regularization(accelerator.unwrap_model(model)) if last else None
             if extra is not None:  # once per optimizer step, like a term of the step's mean loss
