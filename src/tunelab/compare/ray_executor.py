@@ -11,7 +11,9 @@ know about a comparison:
   whose host does not see that token, or cannot write there, fails its entry with one line naming
   the folder and the host;
 - a task is never retried (``max_retries=0``): a worker that dies (killed, out of memory, crashed)
-  fails its entry with the reason, and the other entries go on;
+  fails its entry with the reason, and the other entries go on; each task has a fresh worker
+  process (``max_calls=1``), so nothing one entry leaves in memory reaches the next;
+- Ctrl-C cancels the tasks still running; an entry with a checkpoint resumes from it next time;
 - a task that asks for more than the whole Ray has fails at once rather than waiting forever, unless
   the Ray is a cluster joined by address (``--ray-address``, ``RAY_ADDRESS``), which may be
   autoscaled: there Ray waits for the resources;
@@ -134,8 +136,10 @@ class RayExecutor:
     def _run_tasks(
         self, ray: Any, entries: list[Entry], work: EntryWork, folder: Path, token: str, check_feasible: bool
     ) -> Iterator[EntryOutcome]:
-        # no retries: a retried entry would train twice, and a worker killed for memory would be again
-        task = ray.remote(max_retries=0, retry_exceptions=False)(run_entry_task)
+        # No retries: a retried entry would train twice, and a worker killed for memory would be again.
+        # One entry per worker process (Ray's own default for GPU tasks): what an entry leaves behind
+        # (CUDA context and cache, a library's global state) is gone before the next one starts.
+        task = ray.remote(max_retries=0, retry_exceptions=False, max_calls=1)(run_entry_task)
         cluster = ray.cluster_resources()
         default_gpus = 1.0 if cluster.get("GPU", 0) >= 1 else 0.0
         pending: dict[Any, Entry] = {}
@@ -149,27 +153,29 @@ class RayExecutor:
             options = {"num_cpus": cpus, "num_gpus": gpus, "name": f"tunelab-compare:{entry.name}"}
             ref = task.options(**options).remote(work, entry, str(folder), token, os.getcwd())
             pending[ref] = entry
-        log.info(f"{len(pending)} entries submitted to Ray ({_describe(cluster)})")
+        total = len(pending)
+        log.info(f"{total} entries submitted to Ray ({_describe(cluster)})")
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    yield self._outcome(ray, ref, pending.pop(ref))
+                    entry = pending.pop(ref)
+                    yield self._outcome(ray, ref, entry, f"{total - len(pending)} of {total}")
         except KeyboardInterrupt:
-            for ref in pending:
-                ray.cancel(ref, force=True)  # on a cluster the tasks outlive this driver otherwise
-            names = ", ".join(entry.name for entry in pending.values())
-            raise TrainingInterrupted(f"Ray tasks of {names} stopped; they resume from their last checkpoint") from None
+            raise TrainingInterrupted("Ctrl-C: their Ray tasks are cancelled; one with a checkpoint resumes") from None
+        finally:
+            for ref in pending:  # left unfinished (Ctrl-C, an error here): on a cluster they would outlive this driver
+                ray.cancel(ref, force=True)
 
     @staticmethod
-    def _outcome(ray: Any, ref: Any, entry: Entry) -> EntryOutcome:
+    def _outcome(ray: Any, ref: Any, entry: Entry, count: str) -> EntryOutcome:
         try:
             record = ray.get(ref)
         except ray.exceptions.RayError as error:
             reason = lost_reason(error)
-            log.error(f"entry {entry.name}: failed: {reason}")
+            log.error(f"entry {entry.name}: failed ({count} done): {reason}")
             return EntryOutcome(entry, None, reason)
-        log.info(f"entry {entry.name}: {record.get('status')}")
+        log.info(f"entry {entry.name}: {record.get('status')} ({count} done)")
         return EntryOutcome(entry, record)
 
 

@@ -217,10 +217,10 @@ def run_comparison(
                 write_results(spec.output_dir, _in_file_order(spec, done), environment)
         except TrainingInterrupted as interruption:
             unfinished = [entry.name for entry in chosen if entry.name not in done]
-            where = f"entry '{unfinished[0]}'" if runner.in_process else f"entries {', '.join(unfinished)}"
+            where = f"in entry '{unfinished[0]}'" if runner.in_process else f"before {', '.join(unfinished)} finished"
             kept = len(chosen) - len(unfinished)
             raise TrainingInterrupted(
-                f"comparison interrupted in {where} ({interruption}); {kept} finished entries are kept; "
+                f"comparison interrupted {where} ({interruption}); {kept} finished entries are kept; "
                 "run the same tunelab compare to go on"
             ) from None
         records = _in_file_order(spec, done)
