@@ -51,6 +51,7 @@ from tunelab.training.checkpoint import (
     save_checkpoint,
 )
 from tunelab.training.classification import classification_summary, padding_side_for
+from tunelab.training.head_loss import final_hidden_states, summed_head_loss, supports_head_loss, transformers_model
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
@@ -136,6 +137,16 @@ def batch_logits(model: torch.nn.Module, method: Method, batch: Batch) -> torch.
     return method.align_logits(logits, batch.labels) if batch.labels.dim() == 2 else logits
 
 
+def batch_loss(model: torch.nn.Module, method: Method, batch: Batch) -> torch.Tensor:
+    """The batch's summed loss over its targets. A language model's comes from its hidden states at
+    the target positions only, where the architecture allows (training.head_loss): the same loss
+    without the full logits tensor."""
+    if batch.labels.dim() == 2 and supports_head_loss(model):
+        hidden = method.align_logits(final_hidden_states(model, batch.model_inputs), batch.labels)
+        return summed_head_loss(hidden, batch.labels, transformers_model(model).get_output_embeddings())
+    return summed_loss(batch_logits(model, method, batch), batch.labels)
+
+
 @dataclass
 class Evaluation:
     loss: float  # mean loss per target (token, or example for classification)
@@ -161,11 +172,13 @@ def evaluate(
     with torch.no_grad():
         for start in starts:
             batch = make_batch(items[start : start + batch_size]).to(accelerator.device)
-            logits = batch_logits(model, method, batch)
-            totals[0] += summed_loss(logits, batch.labels)
-            totals[1] += count_targets(batch.labels)
             if classify:
+                logits = batch_logits(model, method, batch)
+                totals[0] += summed_loss(logits, batch.labels)
                 predictions.extend(logits.argmax(dim=-1).tolist())
+            else:
+                totals[0] += batch_loss(model, method, batch)
+            totals[1] += count_targets(batch.labels)
     totals = accelerator.reduce(totals, "sum")
     model.train(was_training)
     return Evaluation(float(totals[0] / totals[1].clamp(min=1)), predictions if classify else None)
@@ -568,7 +581,7 @@ def _accumulate(
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            loss_sum = summed_loss(batch_logits(model, method, batch), batch.labels)
+            loss_sum = batch_loss(model, method, batch)
             if fillers[index]:
                 loss_sum = loss_sum * 0.0
             objective = loss_sum * scale

