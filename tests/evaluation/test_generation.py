@@ -73,3 +73,35 @@ def test_answers_are_only_the_new_tokens(model_and_tokenizer):
         output = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=0)
 
     assert answer == tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True).strip()
+
+
+def test_a_row_stops_as_soon_as_its_answer_holds_a_stop_string(model_and_tokenizer, prompts, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    [full] = generate_answers(model, tokenizer, [prompts[0]], max_new_tokens=30)
+    words = full.split()
+    assert len(words) > 4
+    stop = f" {words[2]}"  # a stop the answer reaches within a few tokens
+    generated = []
+    generate = model.generate
+
+    def counting_generate(**kwargs):
+        output = generate(**kwargs)
+        generated.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    [answer] = generate_answers(model, tokenizer, [prompts[0]], max_new_tokens=30, stops=(stop,))
+    assert answer == cut_at_stops(full, (stop,))  # the same answer as generating on and cutting
+    assert generated[0] < 30  # but generation ended there
+
+
+def test_a_prompt_ending_in_half_a_stop_string_does_not_end_the_answer(model_and_tokenizer):
+    from tunelab.evaluation.generation import AnswerStopped
+
+    _, tokenizer = model_and_tokenizer
+    prompt = encode_prompt(tokenizer, "Once upon a time\n")
+    newline = tokenizer("\n", add_special_tokens=False).input_ids
+    stopped = AnswerStopped(tokenizer, len(prompt), ("\n\n",))
+    # transformers' stop_strings match across the prompt's end: "\n" + an answer's first "\n"
+    assert stopped(torch.tensor([prompt + newline]), None).tolist() == [False]
+    assert stopped(torch.tensor([prompt + newline + newline]), None).tolist() == [True]

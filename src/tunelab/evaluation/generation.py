@@ -1,9 +1,12 @@
 """Batched generation for evaluation: prompts padded on the left, greedy by default, stopped at EOS.
 
-transformers generates; what is ours is the batching (longest prompts first, so a batch wastes
-little padding), cutting each answer at the layout's next turn marker, and decoding only the new
-tokens. A model whose answers do not end in EOS (an untrained base) would otherwise run on into
-a made-up next turn; the stop strings end the answer where the next turn would begin.
+transformers generates and stops each row at EOS; what is ours is the batching (longest prompts
+first, so a batch wastes little padding), stopping each row as soon as its answer holds a stop
+string, cutting the answer there, and decoding only the new tokens. transformers' own
+``stop_strings`` would not do: it matches across the prompt's end, so a prompt ending in a newline
+and an answer starting with one already "contain" a blank line, and every answer came back empty. A
+model whose answers do not end in EOS (an untrained base) would otherwise run on into a made-up next
+turn; the stop strings end the answer where the next turn would begin.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from transformers import StoppingCriteria, StoppingCriteriaList
+
 from tunelab.inference.generate import stop_token_ids
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
@@ -26,6 +32,20 @@ RAW_STOP_STRINGS = ("\n\n",)
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     end = min((text.find(stop) for stop in stops if stop in text), default=len(text))
     return text[:end].strip()
+
+
+class AnswerStopped(StoppingCriteria):
+    """True for each row whose generated text (after the prompt) holds a stop string."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_width: int, stops: Sequence[str]) -> None:
+        self.tokenizer, self.prompt_width, self.stops = tokenizer, prompt_width, tuple(stops)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        import torch
+
+        answers = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
+        done = [any(stop in answer for stop in self.stops) for answer in answers]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def generate_answers(
@@ -67,6 +87,9 @@ def generate_answers(
                 eos_token_id=eos or None,
                 pad_token_id=pad_id,
                 use_cache=True,
+                # a row ends as soon as its answer holds a stop string, not at max_new_tokens; the
+                # batch ends when every row has, and the text is still cut at the stop below
+                stopping_criteria=StoppingCriteriaList([AnswerStopped(tokenizer, width, stops)]) if stops else None,
             )
         for row, index in enumerate(chosen):
             text = tokenizer.decode(output[row, width:], skip_special_tokens=True)
