@@ -43,6 +43,7 @@ from tunelab.serve.protocol import (
     ClassifyRequest,
     CompletionRequest,
     GenerationRequest,
+    RequestT,
     TextShape,
     parse_request,
 )
@@ -88,6 +89,11 @@ class ServerState:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, f"the request body is not valid JSON ({error})") from None
+
+    async def accepted(self, request: Request, kind: type[RequestT]) -> RequestT:
+        """An authorized request's body, parsed and validated as ``kind``."""
+        self.authorize(request)
+        return parse_request(kind, await self.read_json(request))
 
     def model(self, name: str, generates: bool) -> ServedModel:
         served = self.models.get(name)
@@ -193,8 +199,7 @@ async def _generate(
 
 async def chat_completions(request: Request) -> Response:
     state: ServerState = request.app.state.serve
-    state.authorize(request)
-    params = parse_request(ChatCompletionRequest, await state.read_json(request))
+    params = await state.accepted(request, ChatCompletionRequest)
     served = state.model(params.model, generates=True)
     try:
         prompt_ids = served.chat_prompt_ids([message.for_template() for message in params.messages])
@@ -205,8 +210,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def completions(request: Request) -> Response:
     state: ServerState = request.app.state.serve
-    state.authorize(request)
-    params = parse_request(CompletionRequest, await state.read_json(request))
+    params = await state.accepted(request, CompletionRequest)
     served = state.model(params.model, generates=True)
     return await _generate(state, request, served, served.text_prompt_ids(params.text()), params)
 
@@ -216,8 +220,7 @@ async def classify(request: Request) -> Response:
     from tunelab.inference.predict import predict_labels
 
     state: ServerState = request.app.state.serve
-    state.authorize(request)
-    params = parse_request(ClassifyRequest, await state.read_json(request))
+    params = await state.accepted(request, ClassifyRequest)
     served = state.model(params.model, generates=False)
     try:
         predictions = await asyncio.to_thread(predict_labels, served.reference, params.texts())
