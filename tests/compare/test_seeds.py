@@ -78,3 +78,13 @@ def test_a_seeded_comparison_keeps_every_run(tiny_llama, prompt_completion_file,
     assert sorted(rows) == ["ia3", "lora"], "the page's table has one row per entry too"
     assert "±" in page and "2 seeds" in page
     assert ">0.001<" in page and ">0.01<" in page  # each method's own learning rate, shown
+
+
+def test_every_seeds_run_of_a_tuned_entry_tunes(tmp_path):
+    spec_file = write_comparison(tmp_path / "c.yaml", tmp_path / "out", tmp_path, tmp_path / "t.jsonl", [])
+    tree = yaml.safe_load(spec_file.read_text())
+    tree.update({"seeds": 2, "entries": [{"name": "lora", "method": "lora", "tune": {"lr": [1e-3, 3e-3]}}]})
+    spec_file.write_text(yaml.safe_dump(tree))
+    runs = load_comparison(spec_file).runs_of("lora")
+    assert [run.name for run in runs] == ["lora.seed0", "lora.seed1"]
+    assert [run.tune_lr for run in runs] == [(1e-3, 3e-3), (1e-3, 3e-3)]  # tuning was silently dropped

@@ -310,7 +310,11 @@ def with_seeds(entry: Entry, seeds: int, output_dir: Path) -> list[Entry]:
         name = f"{entry.name}.seed{seed}"
         tree["output_dir"] = str(output_dir / "runs" / name)
         run_dir = output_dir / "runs" / name
-        runs.append(Entry(name, tree, run_dir, group=entry.name, seed=seed, resources=entry.resources))
+        # each seed's run tunes on its own (its own held-out split and trials): the spread over
+        # seeds then includes what tuning varies
+        runs.append(
+            Entry(name, tree, run_dir, group=entry.name, tune_lr=entry.tune_lr, seed=seed, resources=entry.resources)
+        )
     return runs
 
 
