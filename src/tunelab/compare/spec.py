@@ -33,6 +33,7 @@ from typing import Any
 
 from tunelab.config.loading import apply_override, deep_merge, describe_validation_error, read_yaml_mapping
 from tunelab.config.schema import TunelabConfig
+from tunelab.data.loading import count_rows
 from tunelab.errors import UserError
 
 TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "seeds", "entries")
@@ -162,14 +163,7 @@ def data_rows(path: Path | str | None) -> int:
     """About how many examples a data file holds, without tokenizing it (lines, CSV rows, Parquet rows)."""
     if path is None or not Path(path).is_file():
         return 1
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as parquet
-
-        return max(1, parquet.ParquetFile(path).metadata.num_rows)
-    with path.open("rb") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    return max(1, lines - (1 if path.suffix.lower() == ".csv" else 0))
+    return max(1, count_rows(Path(path)))
 
 
 def _read_budget(path: Path, raw: Any) -> Budget:

@@ -72,6 +72,18 @@ def _looks_like_jsonl(path: Path) -> bool:
     return False
 
 
+def count_rows(path: Path) -> int:
+    """The rows a data file holds, without parsing it: Parquet rows from its metadata, CSV lines
+    after the header, non-empty lines of any other file."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as parquet
+
+        return parquet.ParquetFile(path).metadata.num_rows
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return max(0, lines - (1 if path.suffix.lower() == ".csv" else 0))
+
+
 def _has_content(path: Path) -> bool:
     """Whether the file holds anything but whitespace (read in chunks: data files can be large)."""
     with path.open("rb") as handle:

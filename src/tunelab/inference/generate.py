@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, run_task, training_record
+from tunelab.models.resolve import run_task, training_record
 
 
 def read_messages(path: Path | str) -> list[dict[str, str]]:
@@ -39,10 +39,7 @@ def trained_on_chat(model_reference: str) -> bool:
 
 def resolve_task(model_reference: str, task: str | None) -> int | None:
     """The task id a multi-task prompt run uses for ``task`` (a name or number from its data)."""
-    summary = (
-        json.loads((Path(model_reference) / RUN_SUMMARY_FILE).read_text()) if is_run_folder(model_reference) else {}
-    )
-    tasks = summary.get("task_ids")
+    tasks = training_record(model_reference).get("task_ids")
     if not tasks:
         if task is not None:
             raise UserError("--task applies only to a multi-task prompt tuning run")

@@ -10,14 +10,15 @@ own record, which is why this one is ours.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunelab.models.resolve import RUN_CONFIG_FILE, gguf_source, looks_like_path, model_location
+from tunelab.data.loading import count_rows
+from tunelab.models.gguf import file_sha256
+from tunelab.models.resolve import gguf_source, looks_like_path, model_location, read_run_config
 
 CARD_FILE = "README.md"
 # summary figures worth a reader's attention, in the order shown
@@ -27,20 +28,8 @@ WHOLE_MODEL_FILE = "config.json"
 
 
 def file_facts(path: Path) -> dict[str, Any]:
-    """Rows (non-empty lines of a text file, data rows of a CSV, rows of a Parquet file) and SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet
-
-        rows = pyarrow.parquet.ParquetFile(path).metadata.num_rows
-    else:
-        with path.open("rb") as handle:
-            rows = sum(1 for line in handle if line.strip())
-        rows -= 1 if path.suffix == ".csv" and rows else 0  # the header
-    return {"rows": rows, "sha256": digest.hexdigest()}
+    """The data file's rows (``count_rows``) and SHA-256."""
+    return {"rows": count_rows(path), "sha256": file_sha256(path)}
 
 
 def tunelab_version() -> str:
@@ -54,12 +43,10 @@ def _base_source(reference: str) -> str:
     gguf = gguf_source(reference)
     if gguf is not None:
         return f"GGUF file `{gguf.file}` (SHA-256 `{gguf.sha256}`), dequantised to `{gguf.folder}`"
+    if _is_hub_id(reference):
+        return f"Hugging Face hub: https://huggingface.co/{reference}"
     location = model_location(reference)
-    if location != reference:
-        return f"local folder `{location}`"
-    if looks_like_path(reference) or Path(reference).exists():
-        return "local folder"
-    return f"Hugging Face hub: https://huggingface.co/{reference}"
+    return f"local folder `{location}`" if location != reference else "local folder"
 
 
 def _pretrained(config: dict[str, Any]) -> str | None:
@@ -69,7 +56,10 @@ def _pretrained(config: dict[str, Any]) -> str | None:
 
 
 def _is_hub_id(reference: str) -> bool:
-    return gguf_source(reference) is None and model_location(reference) == reference and not Path(reference).exists()
+    """A name on the Hugging Face hub: not a GGUF file or packaged model (those resolve to a folder of
+    their own), not a local path."""
+    local = looks_like_path(reference) or Path(reference).exists()
+    return model_location(reference) == reference and not local
 
 
 def _loading_snippet(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -129,7 +119,7 @@ def _figure(value: Any) -> str:
 def model_card(folder: Path | str, summary: dict[str, Any]) -> str:
     """The card's Markdown for the run in ``folder`` with this ``summary``."""
     folder = Path(folder).absolute()
-    config = yaml.safe_load((folder / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    config = read_run_config(folder) or {}
     method = dict(config.get("method") or {})
     adapter = (folder / ADAPTER_FILE).is_file()
     train = config.get("train") or {}
