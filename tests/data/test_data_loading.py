@@ -143,3 +143,17 @@ def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(UserError, match="file not found") as caught:
         load_rows(path)
     assert str(path) in str(caught.value)
+
+
+def test_rows_are_counted_as_loading_sees_them_without_loading(tmp_path):
+    from tunelab.data.loading import count_rows
+
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps(ROWS, indent=2), encoding="utf-8")  # one row spans several lines
+    lines = write_lines(tmp_path / "rows.jsonl", [json.dumps(row) for row in ROWS] + [""])
+    with (tmp_path / "rows.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["prompt", "completion"])
+        writer.writeheader()
+        writer.writerows(ROWS)
+    for path in (array, lines, tmp_path / "rows.csv"):
+        assert count_rows(path) == len(load_rows(path)) == 3, path

@@ -73,12 +73,15 @@ def _looks_like_jsonl(path: Path) -> bool:
 
 
 def count_rows(path: Path) -> int:
-    """The rows a data file holds, without parsing it: Parquet rows from its metadata, CSV lines
-    after the header, non-empty lines of any other file."""
+    """The rows a data file holds, without tokenizing it: Parquet rows from its metadata, the
+    elements of a JSON array, CSV lines after the header, non-empty lines of any other file."""
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as parquet
 
         return parquet.ParquetFile(path).metadata.num_rows
+    if path.suffix.lower() == ".json" and not _looks_like_jsonl(path):
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        return len(loaded) if isinstance(loaded, list) else 1
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     return max(0, lines - (1 if path.suffix.lower() == ".csv" else 0))
