@@ -41,14 +41,14 @@ def default_task(model_reference: str) -> str:
     """``classification`` for an encoder (it has a masked-LM variant and no pretrained LM head), else
     ``causal_lm``; read from the model's config alone."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+    from tunelab.models.heads import is_encoder_type
     from tunelab.models.resolve import is_run_folder, model_location, run_task
 
     if is_run_folder(model_reference):
         return run_task(model_reference) or "causal_lm"
     model_type = AutoConfig.from_pretrained(model_location(model_reference)).model_type
-    return "classification" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "causal_lm"
+    return "classification" if is_encoder_type(model_type) else "causal_lm"
 
 
 def list_methods(model_reference: str | None = None, task: str | None = None) -> list[MethodListing]:

@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def is_encoder_type(model_type: str | None) -> bool:
+    """Whether an architecture (``config.model_type``) is a bidirectional encoder: it has a masked-LM
+    variant (BERT, RoBERTa, MiniLM) and so no pretrained language-model head of the causal kind."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
 def is_sequence_classifier(model: nn.Module) -> bool:
     return type(model).__name__.endswith("ForSequenceClassification")
 

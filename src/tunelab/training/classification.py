@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunelab.metrics.classification import classification_metrics
+from tunelab.models.heads import is_encoder_type
 
 if TYPE_CHECKING:
     from torch import nn
@@ -18,11 +19,8 @@ if TYPE_CHECKING:
 
 
 def is_encoder(model: nn.Module) -> bool:
-    """Whether the model's architecture is a bidirectional encoder (it has a masked-LM variant)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    """Whether the model's architecture is a bidirectional encoder (``models.heads.is_encoder_type``)."""
+    return is_encoder_type(getattr(getattr(model, "config", None), "model_type", None))
 
 
 def padding_side_for(model: nn.Module) -> str:
