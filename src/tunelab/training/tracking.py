@@ -39,8 +39,8 @@ FINAL_FIGURES = (
     "trainable_params",
     "train_time_s",
 )
-# the package each tracker needs, for the one-line error where it is missing
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "comet_ml": "comet_ml"}
+# trackers our extras install (the rest: pip install <name>, accelerate's names are their packages')
+TRACKER_EXTRAS = ("tensorboard", "mlflow")
 
 
 def known_trackers() -> list[str]:
@@ -57,9 +57,8 @@ def check_trackers(report_to: list[str]) -> None:
     for name in report_to:
         if name not in known:
             raise UserError(f"config error: train.report_to: unknown tracker '{name}' (known: {', '.join(known)})")
-        package = TRACKER_PACKAGES.get(name, name)
-        if importlib.util.find_spec(package) is None:
-            extra = f"pip install 'tunelab[{name}]'" if name in ("tensorboard", "mlflow") else f"pip install {package}"
+        if importlib.util.find_spec(name) is None:
+            extra = f"pip install 'tunelab[{name}]'" if name in TRACKER_EXTRAS else f"pip install {name}"
             raise UserError(f"config error: train.report_to: {name} needs its package: {extra}")
 
 
