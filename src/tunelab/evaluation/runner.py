@@ -18,6 +18,7 @@ from typing import Any
 
 from tunelab.config.schema import EvalConfig, PromptConfig, TunelabConfig
 from tunelab.errors import UserError
+from tunelab.metrics import SUMMARY_METRICS
 from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder
 from tunelab.run.atomic import write_json_atomic, write_text_atomic
 
@@ -28,7 +29,6 @@ GOLD_DOCUMENT = "doc_id"  # an eval column naming the document that holds the an
 
 
 # The figures a run's summary.json takes from its eval.json (comparisons rank by them).
-SUMMARY_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l", "json_validity", "json_f1", "json_exact_match")
 
 
 def summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

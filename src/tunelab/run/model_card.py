@@ -17,12 +17,13 @@ from typing import Any
 import yaml
 
 from tunelab.data.loading import count_rows
+from tunelab.metrics import SUMMARY_METRICS
 from tunelab.models.gguf import file_sha256
 from tunelab.models.resolve import gguf_source, looks_like_path, model_location, read_run_config
 
 CARD_FILE = "README.md"
 # summary figures worth a reader's attention, in the order shown
-RESULT_KEYS = ("train_loss", "eval_loss", "accuracy", "macro_f1", "json_f1", "exact_match", "rouge_l", "perplexity")
+RESULT_KEYS = ("train_loss", "eval_loss", *SUMMARY_METRICS)
 ADAPTER_FILE = "adapter_config.json"
 WHOLE_MODEL_FILE = "config.json"
 
