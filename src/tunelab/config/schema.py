@@ -86,6 +86,15 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, description="seed for initialisation, data order and dropout")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32 | bf16 | fp16 (CUDA only)")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    chunked_loss: bool = Field(
+        True,
+        description="language models: output head and loss on the target positions only, in chunks (no full "
+        "logits tensor; same loss); false: the plain logits path",
+    )
+    threads: int | None = Field(
+        None, gt=0, description="CPU threads for torch (null: the physical cores, shared among local processes)"
+    )
+    compile: bool = Field(False, description="torch.compile the model (a warm-up cost, then faster steps)")
     eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (and always at the end)")
     save_every: int | None = Field(None, gt=0, description="checkpoint every N steps")
     keep_checkpoints: int = Field(2, gt=0, description="how many recent checkpoints to keep")

@@ -45,6 +45,10 @@ RESUMABLE_CHANGES = {
         "nan_max_skips",
         "report_to",
         "report_project",
+        # how fast, not what: the same run on another thread count, compiled or not, logits chunked or not
+        "threads",
+        "compile",
+        "chunked_loss",
     },
 }
 
