@@ -37,28 +37,48 @@ def example(length: int, first_id: int = 10) -> TokenizedExample:
 # --- packing itself -------------------------------------------------------------------------
 
 
-def test_packing_keeps_every_token_in_order():
+def examples_in(sequence) -> list[list[int]]:
+    """The token lists of the examples a packed sequence holds (cut where positions restart)."""
+    starts = [index for index, position in enumerate(sequence.position_ids) if position == 0]
+    ends = [*starts[1:], len(sequence.input_ids)]
+    return [sequence.input_ids[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
+def test_packing_keeps_every_example_whole_with_its_labels():
     examples = [example(length, first_id=100 * index) for index, length in enumerate([5, 3, 7, 2, 6, 4])]
 
     packed = pack_examples(examples, max_length=10)
 
-    assert [token for sequence in packed for token in sequence.input_ids] == [
-        token for item in examples for token in item.input_ids
-    ]
-    assert [label for sequence in packed for label in sequence.labels] == [
-        label for item in examples for label in item.labels
-    ]
+    held = [tokens for sequence in packed for tokens in examples_in(sequence)]
+    assert sorted(held) == sorted(item.input_ids for item in examples)
+    labels_of = {tuple(item.input_ids): item.labels for item in examples}
+    for sequence in packed:
+        offset = 0
+        for tokens in examples_in(sequence):
+            assert sequence.labels[offset : offset + len(tokens)] == labels_of[tuple(tokens)]
+            offset += len(tokens)
     assert sum(sequence.example_count for sequence in packed) == len(examples)
 
 
-def test_packed_sequences_never_exceed_max_length():
+def test_examples_keep_their_order_within_a_sequence_and_sequences_follow_the_data():
+    examples = [example(length, first_id=100 * index) for index, length in enumerate([5, 3, 7, 2, 6, 4])]
+
+    packed = pack_examples(examples, max_length=10)
+
+    first_ids = [[tokens[0] // 100 for tokens in examples_in(sequence)] for sequence in packed]
+    assert all(indices == sorted(indices) for indices in first_ids)
+    assert [indices[0] for indices in first_ids] == sorted(indices[0] for indices in first_ids)
+    assert pack_examples(examples, max_length=10) == packed  # the data alone decides
+
+
+def test_packed_sequences_never_exceed_max_length_and_fill_best_fit():
     examples = [example(length) for length in [5, 3, 7, 2, 6, 4, 10, 1, 9]]
 
     packed = pack_examples(examples, max_length=10)
 
     assert all(len(sequence.input_ids) <= 10 for sequence in packed)
-    # Greedy in order: a sequence is closed only when the next example does not fit.
-    assert [len(sequence.input_ids) for sequence in packed] == [8, 9, 10, 10, 10]
+    # Best-fit decreasing: 45 tokens in five sequences, four of them full (in order: 8, 9, 10, 10, 10).
+    assert sorted(len(sequence.input_ids) for sequence in packed) == [7, 10, 10, 10, 10]
 
 
 def test_position_ids_restart_at_zero_for_every_example():
@@ -74,8 +94,9 @@ def test_position_ids_restart_at_zero_for_every_example():
 def test_example_of_exactly_max_length_gets_a_sequence_of_its_own():
     packed = pack_examples([example(2), example(4), example(1)], max_length=4)
 
-    assert [len(sequence.input_ids) for sequence in packed] == [2, 4, 1]
-    assert [sequence.position_ids for sequence in packed] == [[0, 1], [0, 1, 2, 3], [0]]
+    # the short ones share a sequence (in their order), listed first because it holds the first example
+    assert [len(sequence.input_ids) for sequence in packed] == [3, 4]
+    assert [sequence.position_ids for sequence in packed] == [[0, 1, 0], [0, 1, 2, 3]]
 
 
 def test_packing_nothing_gives_nothing():
@@ -118,6 +139,12 @@ def token_losses(model, items, pad_id: int, position_ids: torch.Tensor | None = 
     return float(mean), per_token[batch.labels[:, 1:].reshape(-1) != IGNORE_INDEX]
 
 
+def in_packed_order(items: list[TokenizedExample], packed) -> list[TokenizedExample]:
+    """The examples in the order the packed sequences hold them (each example's tokens are unique here)."""
+    by_tokens = {tuple(item.input_ids): item for item in items}
+    return [by_tokens[tuple(tokens)] for sequence in packed for tokens in examples_in(sequence)]
+
+
 def test_packed_loss_equals_unpacked_loss(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     items = tokenized_rows(tokenizer)
@@ -125,11 +152,11 @@ def test_packed_loss_equals_unpacked_loss(model_and_tokenizer):
     assert len(packed) < len(items)  # several examples share a sequence
     assert max(sequence.example_count for sequence in packed) >= 2
 
-    unpacked_loss, unpacked_tokens = token_losses(model, items, tokenizer.pad_token_id)
+    unpacked_loss, unpacked_tokens = token_losses(model, in_packed_order(items, packed), tokenizer.pad_token_id)
     packed_loss, packed_tokens = token_losses(model, packed, tokenizer.pad_token_id)
 
     assert packed_loss == pytest.approx(unpacked_loss, abs=1e-5)
-    # Not just the mean: every target token's loss, in the same order.
+    # Not just the mean: every target token's loss, example by example.
     torch.testing.assert_close(packed_tokens, unpacked_tokens, atol=1e-5, rtol=0)
 
 
@@ -152,7 +179,8 @@ def test_packed_batch_isolates_examples_with_the_models_default_config(model_and
     model.config.use_cache = True  # what from_pretrained gives
     items = tokenized_rows(tokenizer)
 
-    _, unpacked_tokens = token_losses(model, items, tokenizer.pad_token_id)
-    _, packed_tokens = token_losses(model, pack_examples(items, max_length=64), tokenizer.pad_token_id)
+    packed = pack_examples(items, max_length=64)
+    _, unpacked_tokens = token_losses(model, in_packed_order(items, packed), tokenizer.pad_token_id)
+    _, packed_tokens = token_losses(model, packed, tokenizer.pad_token_id)
 
     torch.testing.assert_close(packed_tokens, unpacked_tokens, atol=1e-5, rtol=0)
