@@ -32,9 +32,8 @@ def child(path: str, model: str, steps: int, batch: int, output: str) -> None:
     from tunelab.config.loading import load_config
     from tunelab.training import recipe
 
-    if path == "plain":
-        recipe.supports_head_loss = lambda model: False  # the logits of every position, as before
     overrides = [
+        f"train.chunked_loss={str(path != 'plain').lower()}",  # plain: the logits of every position
         f"model={model}",
         f"data.train={ROWS}",
         "data.format=instruction",

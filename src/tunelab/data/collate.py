@@ -37,10 +37,22 @@ class Batch:
     model_inputs: dict[str, torch.Tensor | bool]
     labels: torch.Tensor
     real_tokens: int  # tokens that are not padding
+    attention_pairs: int = 0  # causal (query, key) pairs within the examples: the useful attention work
+
+    @property
+    def positions(self) -> int:
+        """Positions the model computes, padding included (embedded items: their tokens, already done)."""
+        input_ids = self.model_inputs.get("input_ids")
+        return int(input_ids.numel()) if input_ids is not None else self.real_tokens
 
     def to(self, device: torch.device) -> Batch:
         inputs = {key: value.to(device) if hasattr(value, "to") else value for key, value in self.model_inputs.items()}
-        return Batch(inputs, self.labels.to(device), self.real_tokens)
+        return Batch(inputs, self.labels.to(device), self.real_tokens, self.attention_pairs)
+
+
+def causal_pairs(length: int) -> int:
+    """(query, key) pairs of one example under a causal mask: token i attends to i + 1 tokens."""
+    return length * (length + 1) // 2
 
 
 def collate_classification(
@@ -69,7 +81,8 @@ def collate_classification(
     inputs: dict[str, torch.Tensor | bool] = {"input_ids": torch.tensor(input_ids), "attention_mask": mask}
     if padding_side == "left":  # positions count from each text's first token (GPT-2's are absolute)
         inputs["position_ids"] = (mask.cumsum(dim=-1) - 1).clamp(min=0)
-    return Batch(inputs, labels, sum(len(item.input_ids) for item in items))
+    lengths = [len(item.input_ids) for item in items]
+    return Batch(inputs, labels, sum(lengths), sum(causal_pairs(length) for length in lengths))
 
 
 def collate(items: list, pad_id: int, padding_side: str = "right") -> Batch:
@@ -100,4 +113,10 @@ def collate_tokens(items: list[TokenizedExample] | list[PackedSequence], pad_id:
     if all(task_id is not None for task_id in task_ids):
         inputs["task_ids"] = torch.tensor(task_ids)
     real_tokens = sum(len(item.input_ids) for item in items)
-    return Batch(inputs, torch.tensor(labels), real_tokens)
+    pairs = sum(
+        sum(position + 1 for position in item.position_ids)
+        if isinstance(item, PackedSequence)
+        else causal_pairs(len(item.input_ids))
+        for item in items
+    )
+    return Batch(inputs, torch.tensor(labels), real_tokens, pairs)

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,12 +51,15 @@ from tunelab.training.checkpoint import (
     save_checkpoint,
 )
 from tunelab.training.classification import classification_summary, padding_side_for
+from tunelab.training.flops import ModelShape, matmul_peak_flops, model_shape
 from tunelab.training.head_loss import final_hidden_states, summed_head_loss, supports_head_loss, transformers_model
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
 from tunelab.training.nonfinite import NonFiniteGuard
 from tunelab.training.optim import build_optimizer, build_scheduler
+from tunelab.training.threads import run_threads, torch_threads
+from tunelab.training.throughput import StepWork, Throughput
 from tunelab.training.tracking import RunTracking, accelerator_options
 
 if TYPE_CHECKING:
@@ -83,15 +86,11 @@ class LossWindow:
     """Loss and throughput since the last metrics line (summed over processes)."""
 
     loss_sum: float = 0.0
-    targets: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
+    targets: int = 0  # of the steps that updated (a skipped step's loss is left out)
+    work: Throughput = field(default_factory=Throughput)
 
     def mean_loss(self) -> float:
         return self.loss_sum / max(self.targets, 1)
-
-    def tokens_per_s(self) -> float:
-        return self.tokens / max(self.seconds, 1e-9)
 
 
 def iterate_steps(
@@ -137,14 +136,19 @@ def batch_logits(model: torch.nn.Module, method: Method, batch: Batch) -> torch.
     return method.align_logits(logits, batch.labels) if batch.labels.dim() == 2 else logits
 
 
-def batch_loss(model: torch.nn.Module, method: Method, batch: Batch) -> torch.Tensor:
-    """The batch's summed loss over its targets. A language model's comes from its hidden states at
-    the target positions only, where the architecture allows (training.head_loss): the same loss
-    without the full logits tensor."""
-    if batch.labels.dim() == 2 and supports_head_loss(model):
+def batch_loss(model: torch.nn.Module, method: Method, batch: Batch, chunked: bool = True) -> torch.Tensor:
+    """The batch's summed loss over its targets. With ``chunked``, a language model's comes from its
+    hidden states at the target positions only, where the architecture allows (training.head_loss):
+    the same loss without the full logits tensor."""
+    if chunked and uses_head_loss(model, batch):
         hidden = method.align_logits(final_hidden_states(model, batch.model_inputs), batch.labels)
         return summed_head_loss(hidden, batch.labels, transformers_model(model).get_output_embeddings())
     return summed_loss(batch_logits(model, method, batch), batch.labels)
+
+
+def uses_head_loss(model: torch.nn.Module, batch: Batch) -> bool:
+    """Whether a language-model batch's loss can skip the full logits (training.head_loss)."""
+    return batch.labels.dim() == 2 and supports_head_loss(model)
 
 
 @dataclass
@@ -160,6 +164,7 @@ def evaluate(
     batch_size: int,
     make_batch: BatchMaker,
     accelerator: Accelerator,
+    chunked: bool = True,
 ) -> Evaluation:
     """Mean loss per target over ``items`` (target-weighted, across all processes); for
     classification also every item's predicted label (single process: items are not split)."""
@@ -177,7 +182,7 @@ def evaluate(
                 totals[0] += summed_loss(logits, batch.labels)
                 predictions.extend(logits.argmax(dim=-1).tolist())
             else:
-                totals[0] += batch_loss(model, method, batch)
+                totals[0] += batch_loss(model, method, batch, chunked)
             totals[1] += count_targets(batch.labels)
     totals = accelerator.reduce(totals, "sum")
     model.train(was_training)
@@ -273,7 +278,10 @@ def _prepare_model(
     base_bytes = weights_bytes(model)
     side = padding_side_for(model)
     data = method.transform_items(model, data, config.method, plan)
-    return method.prepare(model, config.method, plan), base_bytes, data, side
+    model = method.prepare(model, config.method, plan)
+    if config.train.compile:
+        model.compile()  # in place: the state dict keeps its names, checkpoints and artifacts are unchanged
+    return model, base_bytes, data, side
 
 
 def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True) -> TrainResult:
@@ -286,7 +294,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     stop = StopOnInterrupt()  # installed around the loop only
     tracking = RunTracking()
     try:
-        with FolderLock(config.output_dir, "run folder"):
+        with FolderLock(config.output_dir, "run folder"), torch_threads(run_threads(config.train.threads)):
             return _train(config, overwrite, progress, stop, tracking)
     finally:
         stop.restore()
@@ -350,6 +358,8 @@ def _train(
     )
     optimizer = build_optimizer(model, config.train)
     scheduler = build_scheduler(optimizer, config.train, total_steps)
+    shape = model_shape(model)
+    peak_flops = matmul_peak_flops(accelerator.device, config.train.precision)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     # 3. The run folder: start it, or resume from its latest checkpoint.
@@ -372,6 +382,8 @@ def _train(
         len(data.train), config.train.batch_size, config.train.grad_accum, config.train.seed, state.position, process
     )
     window, last_train_loss, last_eval_loss = LossWindow(), math.nan, None
+    run_work, first_step_s = Throughput(), None  # this process's steps (a resumed run: since it resumed)
+    chunked = config.train.chunked_loss
     last_eval: Evaluation | None = None
     bar = tqdm(
         total=total_steps,
@@ -394,7 +406,7 @@ def _train(
         # example with weight zero: every process must take part in every step's gradient sync
         batches = [make_batch([data.train[i] for i in indices or [0]]).to(accelerator.device) for indices in group]
         fillers = [not indices for indices in group]
-        step_loss, step_targets, step_tokens = _accumulate(model, method, batches, accelerator, fillers)
+        step_loss, work = _accumulate(model, method, batches, accelerator, fillers, chunked, shape)
         max_norm = config.train.max_grad_norm if config.train.max_grad_norm is not None else math.inf
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
         learning_rate = scheduler.get_last_lr()[0]
@@ -409,15 +421,22 @@ def _train(
 
         state.step += 1
         state.position = next_position
-        state.tokens_seen += step_tokens
+        state.tokens_seen += work.tokens
         state.train_time_s += elapsed
         if not skipped:
             window.loss_sum += step_loss
-            window.targets += step_targets
-        window.tokens += step_tokens
-        window.seconds += elapsed
+            window.targets += work.targets
+        window.work.add(work, elapsed)
+        first_step_s = elapsed if first_step_s is None else first_step_s
+        if state.step > 1 or total_steps == 1:  # the first step warms up (compile, allocator, caches)
+            run_work.add(work, elapsed)
         bar.update(1)
-        bar.set_postfix(loss=f"{window.mean_loss():.4f}", tok_s=f"{window.tokens_per_s():.0f}")
+        bar.set_postfix(
+            loss=f"{window.mean_loss():.4f}",
+            tok_s=f"{window.work.tokens_per_s():.0f}",
+            pad=f"{window.work.padding_share():.0%}",
+            mfu=f"{window.work.mfu(peak_flops):.0%}",
+        )
 
         last = state.step == total_steps or (budget is not None and state.tokens_seen >= budget)
         every = config.train.eval_every
@@ -429,11 +448,14 @@ def _train(
                 "loss": window.mean_loss(),
                 "lr": learning_rate,
                 "tokens_seen": state.tokens_seen,
-                "tokens_per_s": window.tokens_per_s(),
+                "tokens_per_s": window.work.tokens_per_s(),
+                **window.work.figures(peak_flops),
             }
             last_train_loss = window.mean_loss()
             if due_for_eval:
-                last_eval = evaluate(model, method, data.eval, config.train.batch_size, make_batch, accelerator)
+                last_eval = evaluate(
+                    model, method, data.eval, config.train.batch_size, make_batch, accelerator, chunked
+                )
                 last_eval_loss = last_eval.loss
                 record["eval_loss"] = last_eval_loss
                 if last_eval.predictions is not None:
@@ -474,6 +496,12 @@ def _train(
         "train_time_s": state.train_time_s + data.method_seconds,
         "method_prep_time_s": data.method_seconds,
         "tokens_per_s": state.tokens_seen / max(state.train_time_s, 1e-9),
+        # after the first step (its warm-up is first_step_s): real and target tokens/s, padding, MFU
+        "steady_tokens_per_s": run_work.tokens_per_s(),
+        **run_work.figures(peak_flops),
+        "first_step_s": first_step_s,
+        "matmul_peak_gflops": round(peak_flops / 1e9, 1),
+        "threads": torch.get_num_threads(),
         "peak_memory_bytes": peak_memory_bytes(accelerator.device),
         "base_weights_bytes": base_bytes,
         "train_loss": last_train_loss,
@@ -496,7 +524,7 @@ def _train(
         summary["labels"] = data.labels
         summary["pad_token_id"] = pad_id
         if data.eval and last_eval is None:  # resumed at the very end: evaluate the trained model again
-            last_eval = evaluate(model, method, data.eval, config.train.batch_size, make_batch, accelerator)
+            last_eval = evaluate(model, method, data.eval, config.train.batch_size, make_batch, accelerator, chunked)
         if last_eval is not None and last_eval.predictions is not None:
             summary.update(classification_summary(data, last_eval.predictions))
     accelerator.wait_for_everyone()
@@ -559,29 +587,36 @@ def _accumulate(
     batches: list[Batch],
     accelerator: Accelerator,
     fillers: list[bool] | None = None,
-) -> tuple[float, int, int]:
+    chunked: bool = True,
+    shape: ModelShape | None = None,
+) -> tuple[float, StepWork]:
     """Forward and backward every micro-batch of one optimizer step; gradients are per target token.
 
     Each micro-batch's summed loss is divided by the target tokens of the whole step (on all
     processes), so the accumulated gradient is the gradient of the step's mean token loss.
     A filler micro-batch (``fillers``) runs forward and backward with weight zero and counts nothing.
-    Returns the step's (summed loss, target tokens, input tokens), summed over processes.
+    Returns the step's summed loss and what it processed (``shape`` gives its FLOPs), summed over processes.
     """
     fillers = fillers or [False] * len(batches)
     real = [batch for batch, filler in zip(batches, fillers, strict=True) if not filler]
-    local_targets = sum(count_targets(batch.labels) for batch in real)
-    local_tokens = sum(batch.real_tokens for batch in real)
-    counts = torch.tensor([local_targets, local_tokens], device=accelerator.device)
+    local = [
+        sum(count_targets(batch.labels) for batch in real),
+        sum(batch.real_tokens for batch in real),
+        sum(batch.positions for batch in real),
+        sum(_batch_flops(model, batch, chunked, shape) for batch in real),
+    ]
+    counts = torch.tensor(local, device=accelerator.device, dtype=sum_dtype(accelerator.device))
     if accelerator.num_processes > 1:
         counts = accelerator.reduce(counts, "sum")
-    global_targets, global_tokens = (int(value) for value in counts.tolist())
+    targets, tokens, positions, flops = counts.tolist()
+    work = StepWork(targets=int(targets), tokens=int(tokens), positions=int(positions), flops=flops)
     # DDP averages gradients over processes; multiplying by their number turns that into a sum.
-    scale = accelerator.num_processes / max(global_targets, 1)
+    scale = accelerator.num_processes / max(work.targets, 1)
     loss_total = torch.zeros((), device=accelerator.device, dtype=sum_dtype(accelerator.device))
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            loss_sum = batch_loss(model, method, batch)
+            loss_sum = batch_loss(model, method, batch, chunked)
             if fillers[index]:
                 loss_sum = loss_sum * 0.0
             objective = loss_sum * scale
@@ -592,7 +627,15 @@ def _accumulate(
         loss_total += loss_sum.detach()
     if accelerator.num_processes > 1:
         loss_total = accelerator.reduce(loss_total, "sum")
-    return float(loss_total), global_targets, global_tokens
+    return float(loss_total), work
+
+
+def _batch_flops(model: torch.nn.Module, batch: Batch, chunked: bool, shape: ModelShape | None) -> float:
+    """Training FLOPs of one micro-batch's real tokens (the head on the targets only where chunked)."""
+    if shape is None:
+        return 0.0
+    head_rows = count_targets(batch.labels) if chunked and uses_head_loss(model, batch) else batch.real_tokens
+    return shape.step_flops(batch.real_tokens, head_rows, batch.attention_pairs)
 
 
 def _save_artifact(
