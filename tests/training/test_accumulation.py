@@ -16,7 +16,7 @@ from tunelab.data.formats import FormattedExample
 from tunelab.data.tokenize import tokenize_examples
 from tunelab.methods.registry import get_method
 from tunelab.training.loss import count_target_tokens, summed_token_loss
-from tunelab.training.recipe import _accumulate
+from tunelab.training.steps import accumulate
 
 FULL = get_method("full")
 
@@ -44,11 +44,11 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_llama):
     pad = tokenizer.pad_token_id
 
     model.zero_grad()
-    _accumulate(model, FULL, [collate(items[:4], pad), collate(items[4:], pad)], accelerator)
+    accumulate(model, FULL, [collate(items[:4], pad), collate(items[4:], pad)], accelerator)
     accumulated = _gradients(model)
 
     model.zero_grad()
-    _accumulate(model, FULL, [collate(items, pad)], accelerator)
+    accumulate(model, FULL, [collate(items, pad)], accelerator)
     full_batch = _gradients(model)
 
     for name, gradient in full_batch.items():

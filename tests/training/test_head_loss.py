@@ -15,7 +15,7 @@ from tunelab.methods.registry import get_method
 from tunelab.training import head_loss
 from tunelab.training.head_loss import supports_head_loss
 from tunelab.training.loss import summed_loss
-from tunelab.training.recipe import batch_logits, batch_loss
+from tunelab.training.steps import batch_logits, batch_loss
 
 
 def lm_batch(vocab: int) -> Batch:

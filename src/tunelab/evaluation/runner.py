@@ -46,6 +46,21 @@ class EvalSetup:
     config: TunelabConfig
     labels: list[str] | None = None
     trained_classifier: bool = False  # a classification run with a trained head (not answered in text)
+    # the trained model and its tokenizer where they are in memory (eval.generate after training): used
+    # instead of loading ``model`` for generation and perplexity. A trained classifier is still loaded:
+    # a feature-based run trains a head over stored features, and only its saved run classifies text.
+    loaded: tuple[Any, Any] | None = None
+
+    def tokenizer(self) -> Any:
+        from tunelab.models.loading import load_tokenizer
+
+        return self.loaded[1] if self.loaded else load_tokenizer(self.model)
+
+    def language_model(self, **options: Any) -> Any:
+        """The model to answer with: the one in memory, or loaded from ``model`` (with ``options``)."""
+        from tunelab.models.loading import load_model
+
+        return self.loaded[0] if self.loaded else load_model(self.model, **options)
 
 
 @dataclass
@@ -161,13 +176,12 @@ def _perplexity(setup: EvalSetup, data: Path, count: int) -> EvalReport:
     from tunelab.config.schema import DataConfig
     from tunelab.data.collate import padding_id
     from tunelab.data.pipeline import prepare_data
-    from tunelab.models.loading import load_model, load_tokenizer
     from tunelab.training.evaluation import mean_token_loss, perplexity
 
-    tokenizer = load_tokenizer(setup.model)
+    tokenizer = setup.tokenizer()
     config = setup.config.data.model_copy(update={"train": data, "eval": None, "eval_split": None, "packing": False})
     items = prepare_data(DataConfig.model_validate(config.model_dump()), tokenizer, 0, prompt=setup.config.prompt).train
-    model = load_model(setup.model)
+    model = setup.language_model()
     loss = mean_token_loss(model, items, padding_id(tokenizer))
     metrics = {"metric": "perplexity", "mean_token_loss": loss, "perplexity": perplexity(loss), "count": len(items)}
     return EvalReport(metrics, [], None)
@@ -205,7 +219,7 @@ def _generate(
     from tunelab.inference.generate import best_device
     from tunelab.methods.registry import get_method
     from tunelab.metrics.scoring import score_predictions
-    from tunelab.models.loading import load_model, load_tokenizer, model_context_length
+    from tunelab.models.loading import model_context_length
     from tunelab.prompting.render import fit_prompt
 
     config, labels = setup.config, setup.labels
@@ -218,11 +232,11 @@ def _generate(
         if method.trains_nothing
         else None
     )
-    tokenizer = load_tokenizer(setup.model)
+    tokenizer = setup.tokenizer()
     chat = data_format != "prompt_completion"
     had_template = getattr(tokenizer, "chat_template", None) is not None
     ensure_chat_template(tokenizer)
-    model = load_model(setup.model, dtype=torch.float32).to(best_device())
+    model = setup.loaded[0] if setup.loaded else setup.language_model(dtype=torch.float32).to(best_device())
     context = model_context_length(model)
     budget = context - settings.max_new_tokens if context else None
     prompts, dropped, warnings = [], 0, []

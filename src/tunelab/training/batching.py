@@ -13,6 +13,7 @@ from the start of the epoch instead, which changes the last step of every uneven
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,3 +45,17 @@ def epoch_micro_batches(
 
 def optimizer_steps_per_epoch(item_count: int, batch_size: int, grad_accum: int, process_count: int = 1) -> int:
     return math.ceil(micro_batches_per_epoch(item_count, batch_size, process_count) / grad_accum)
+
+
+def iterate_steps(
+    item_count: int, batch_size: int, grad_accum: int, seed: int, start: DataPosition, process: tuple[int, int]
+) -> Iterator[tuple[list[list[int]], DataPosition]]:
+    """Endless (micro-batch groups of one optimizer step, position after it), from ``start``."""
+    epoch, index = start.epoch, start.micro_batch
+    while True:
+        batches = epoch_micro_batches(item_count, batch_size, seed, epoch, *process)
+        while index < len(batches):
+            group = batches[index : index + grad_accum]
+            index += len(group)
+            yield group, (DataPosition(epoch, index) if index < len(batches) else DataPosition(epoch + 1, 0))
+        epoch, index = epoch + 1, 0

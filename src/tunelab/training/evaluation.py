@@ -1,34 +1,87 @@
-"""Mean token loss (and perplexity) of a model on tokenized items, in one process, no training.
+"""Mean loss per target of a model on items: the training loop's evaluation and a finished model's.
 
-The training loop evaluates with its own distributed-aware variant; this one serves callers that
-hold a finished model: the pipeline's forgetting table and tests.
+One function for both: in the loop it runs under the run's Accelerator (each process takes every
+n-th batch, the sums are reduced over processes) with the method that lines logits up with labels;
+for a finished model (the pipeline's forgetting table, ``tunelab eval`` perplexity) it runs in one
+process and drops any logits in front of the labels (prompt methods' virtual tokens).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 
-from tunelab.data.collate import collate
-from tunelab.training.loss import count_target_tokens, summed_token_loss
+from tunelab.data.collate import Batch, collate
+from tunelab.training.accelerator import sum_dtype
+from tunelab.training.loss import count_targets, summed_loss
+from tunelab.training.steps import batch_logits, batch_loss
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from tunelab.methods.base import Method
+
+BatchMaker = Callable[[list], Batch]
+
+
+class LabelAligned:
+    """A finished model's logits lined up with the labels without its method: any extra positions
+    in front (virtual tokens) are dropped."""
+
+    @staticmethod
+    def align_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits[:, logits.shape[1] - labels.shape[1] :]
+
+
+@dataclass
+class Evaluation:
+    loss: float  # mean loss per target (token, or example for classification)
+    predictions: list[int] | None = None  # classification: the predicted label index of each item
+
+
+def evaluate(
+    model: torch.nn.Module,
+    items: list,
+    batch_size: int,
+    make_batch: BatchMaker,
+    method: Method | LabelAligned | None = None,
+    accelerator: Accelerator | None = None,
+    chunked: bool = True,
+) -> Evaluation:
+    """Mean loss per target over ``items`` (target-weighted, across all processes); for
+    classification also every item's predicted label (single process: items are not split)."""
+    method = method or LabelAligned()
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    index, count = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, device=device, dtype=sum_dtype(device))
+    classify = count == 1 and bool(items) and not hasattr(items[0], "labels")
+    predictions: list[int] = []
+    with torch.no_grad():
+        for start in range(index * batch_size, len(items), batch_size * count):
+            batch = make_batch(items[start : start + batch_size]).to(device)
+            if classify:
+                logits = batch_logits(model, method, batch)
+                totals[0] += summed_loss(logits, batch.labels)
+                predictions.extend(logits.argmax(dim=-1).tolist())
+            else:
+                totals[0] += batch_loss(model, method, batch, chunked)
+            totals[1] += count_targets(batch.labels)
+    if accelerator is not None:
+        totals = accelerator.reduce(totals, "sum")
+    model.train(was_training)
+    return Evaluation(float(totals[0] / totals[1].clamp(min=1)), predictions if classify else None)
 
 
 def mean_token_loss(model: torch.nn.Module, items: list, pad_id: int, batch_size: int = 8) -> float:
-    """Loss per target token over ``items``; prompt methods' virtual tokens are cut off the logits."""
-    device = next(model.parameters()).device
-    total, targets = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            batch = collate(items[start : start + batch_size], pad_id).to(device)
-            logits = model(**batch.model_inputs).logits
-            logits = logits[:, logits.shape[1] - batch.labels.shape[1] :]
-            total += float(summed_token_loss(logits, batch.labels))
-            targets += count_target_tokens(batch.labels)
-    model.train(was_training)
-    return total / max(targets, 1)
+    """A finished model's loss per target token over ``items``, in this process."""
+    return evaluate(model, items, batch_size, partial(collate, pad_id=pad_id)).loss
 
 
 def perplexity(loss: float) -> float:

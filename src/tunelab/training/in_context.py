@@ -27,7 +27,7 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     from tunelab.evaluation.runner import EvalSetup, evaluate_model, summary_metrics
     from tunelab.models.loading import load_model
     from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
-    from tunelab.training.recipe import TrainResult
+    from tunelab.training.result import TrainResult
 
     check_training_inputs(config)
     if config.train.report_to:
@@ -77,7 +77,7 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
     summary["peak_memory_bytes"] = peak_memory_bytes(device)
     run.write_summary(summary)  # last: its presence marks the run finished
     if config.train.report_to:  # one tracked run per strategy, trained or not: its figures, no curve
-        from tunelab.training.recipe import new_accelerator
+        from tunelab.training.accelerator import new_accelerator
         from tunelab.training.tracking import RunTracking, accelerator_options
 
         tracking = RunTracking()

@@ -4,7 +4,7 @@ The launchers are the field's own, never ours: ``torchrun`` (``torch.distributed
 data parallelism, on CPU too (accelerate's own launcher needs MPI for several CPU processes), and
 ``accelerate launch --config_file FILE`` when the user gives accelerate's config (FSDP, DeepSpeed
 ZeRO, a GPU layout), passed through as it is. Every process runs ``tunelab train`` with the same
-arguments; the recipe's Accelerator makes them one data-parallel run (see ``recipe.new_accelerator``).
+arguments; the recipe's Accelerator makes them one data-parallel run (see ``accelerator.new_accelerator``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,103 @@
+"""One batch's loss, and one optimizer step's forward and backward over its micro-batches.
+
+The loss is a sum over targets, divided by the target tokens of the whole accumulated step on all
+processes, so accumulation and data parallelism give the gradient of the step's mean token loss
+(not a mean of per-micro-batch means). A language model's loss comes from the hidden states at
+the target positions only where the architecture allows (training.head_loss).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
+import torch
+
+from tunelab.data.collate import Batch
+from tunelab.methods.base import Method
+from tunelab.training.accelerator import sum_dtype
+from tunelab.training.flops import ModelShape
+from tunelab.training.head_loss import final_hidden_states, summed_head_loss, supports_head_loss, transformers_model
+from tunelab.training.loss import count_targets, summed_loss
+from tunelab.training.throughput import StepWork
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+
+def batch_logits(model: torch.nn.Module, method: Method, batch: Batch) -> torch.Tensor:
+    """The model's logits for a batch, lined up with its labels."""
+    logits = model(**batch.model_inputs).logits
+    return method.align_logits(logits, batch.labels) if batch.labels.dim() == 2 else logits
+
+
+def uses_head_loss(model: torch.nn.Module, batch: Batch) -> bool:
+    """Whether a language-model batch's loss can skip the full logits (training.head_loss)."""
+    return batch.labels.dim() == 2 and supports_head_loss(model)
+
+
+def batch_loss(model: torch.nn.Module, method: Method, batch: Batch, chunked: bool = True) -> torch.Tensor:
+    """The batch's summed loss over its targets. With ``chunked``, a language model's comes from its
+    hidden states at the target positions only, where the architecture allows (training.head_loss):
+    the same loss without the full logits tensor."""
+    if chunked and uses_head_loss(model, batch):
+        hidden = method.align_logits(final_hidden_states(model, batch.model_inputs), batch.labels)
+        return summed_head_loss(hidden, batch.labels, transformers_model(model).get_output_embeddings())
+    return summed_loss(batch_logits(model, method, batch), batch.labels)
+
+
+def batch_flops(model: torch.nn.Module, batch: Batch, chunked: bool, shape: ModelShape | None) -> float:
+    """Training FLOPs of one micro-batch's real tokens (the head on the targets only where chunked)."""
+    if shape is None:
+        return 0.0
+    head_rows = count_targets(batch.labels) if chunked and uses_head_loss(model, batch) else batch.real_tokens
+    return shape.step_flops(batch.real_tokens, head_rows, batch.attention_pairs)
+
+
+def accumulate(
+    model: torch.nn.Module,
+    method: Method,
+    batches: list[Batch],
+    accelerator: Accelerator,
+    fillers: list[bool] | None = None,
+    chunked: bool = True,
+    shape: ModelShape | None = None,
+) -> tuple[float, StepWork]:
+    """Forward and backward every micro-batch of one optimizer step; gradients are per target token.
+
+    Each micro-batch's summed loss is divided by the target tokens of the whole step (on all
+    processes), so the accumulated gradient is the gradient of the step's mean token loss.
+    A filler micro-batch (``fillers``) runs forward and backward with weight zero and counts nothing.
+    Returns the step's summed loss and what it processed (``shape`` gives its FLOPs), summed over processes.
+    """
+    fillers = fillers or [False] * len(batches)
+    real = [batch for batch, filler in zip(batches, fillers, strict=True) if not filler]
+    local = [
+        sum(count_targets(batch.labels) for batch in real),
+        sum(batch.real_tokens for batch in real),
+        sum(batch.positions for batch in real),
+        sum(batch_flops(model, batch, chunked, shape) for batch in real),
+    ]
+    counts = torch.tensor(local, device=accelerator.device, dtype=sum_dtype(accelerator.device))
+    if accelerator.num_processes > 1:
+        counts = accelerator.reduce(counts, "sum")
+    targets, tokens, positions, flops = counts.tolist()
+    work = StepWork(targets=int(targets), tokens=int(tokens), positions=int(positions), flops=flops)
+    # DDP averages gradients over processes; multiplying by their number turns that into a sum.
+    scale = accelerator.num_processes / max(work.targets, 1)
+    loss_total = torch.zeros((), device=accelerator.device, dtype=sum_dtype(accelerator.device))
+    for index, batch in enumerate(batches):
+        last = index == len(batches) - 1
+        with nullcontext() if last else accelerator.no_sync(model):
+            loss_sum = batch_loss(model, method, batch, chunked)
+            if fillers[index]:
+                loss_sum = loss_sum * 0.0
+            objective = loss_sum * scale
+            extra = method.regularization(accelerator.unwrap_model(model)) if last else None
+            if extra is not None:  # once per optimizer step, like a term of the step's mean loss
+                objective = objective + extra
+            accelerator.backward(objective)
+        loss_total += loss_sum.detach()
+    if accelerator.num_processes > 1:
+        loss_total = accelerator.reduce(loss_total, "sum")
+    return float(loss_total), work
