@@ -123,7 +123,7 @@ def test_an_unreadable_data_file_is_one_line(tiny_llama, prompt_completion_file,
 
 
 def test_an_unwritable_output_dir_is_one_line(tiny_llama, prompt_completion_file, tmp_path, capsys, monkeypatch):
-    from tunelab.run.run_directory import RunDirectory
+    from tunelab.runs.run_directory import RunDirectory
 
     def denied(self, plain_config, overwrite):
         raise PermissionError(13, "Permission denied", str(self.path))

@@ -9,7 +9,7 @@ import yaml
 
 from tunelab.config.loading import check_training_inputs, load_config
 from tunelab.errors import UserError
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.run_directory import RunDirectory
 
 
 def write_yaml(path: Path, text: str) -> Path:

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from tunelab.inference.predict import predict_labels, read_text_rows
-    from tunelab.run.atomic import write_text_atomic
+    from tunelab.runs.atomic import write_text_atomic
 
     texts = args.text if args.text else read_text_rows(args.data, args.column)
     predictions = predict_labels(args.run_dir, texts)

@@ -39,7 +39,7 @@ from typing import Any
 from tunelab.compare.executors import EntryOutcome, EntryWork
 from tunelab.compare.spec import Entry
 from tunelab.errors import UserError, first_line
-from tunelab.run.atomic import write_text_atomic
+from tunelab.runs.atomic import write_text_atomic
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")

@@ -26,8 +26,8 @@ import yaml
 from tunelab.compare.recommend import pareto_front, recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.compare.seeds import fold_seeds
-from tunelab.run.atomic import write_bytes_atomic, write_text_atomic
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.atomic import write_bytes_atomic, write_text_atomic
+from tunelab.runs.run_directory import RunDirectory
 
 REPORT_FILE = "report.html"
 PLOT_FILES = ("loss_curves.png", "metric_vs_trainable.png", "memory.png", "time.png")

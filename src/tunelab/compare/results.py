@@ -30,8 +30,8 @@ from typing import Any
 import yaml
 
 from tunelab.errors import UserError
-from tunelab.run.atomic import write_json_atomic, write_text_atomic
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.atomic import write_json_atomic, write_text_atomic
+from tunelab.runs.run_directory import RunDirectory
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"

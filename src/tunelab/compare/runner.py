@@ -41,8 +41,8 @@ from tunelab.compare.tuning import tune_learning_rate
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import read_run_config
-from tunelab.run.lock import FolderLock
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.lock import FolderLock
+from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")

@@ -19,8 +19,8 @@ from typing import Any
 from tunelab.compare.spec import Budget, Entry, entry_config
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
-from tunelab.run.atomic import write_text_atomic
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.atomic import write_text_atomic
+from tunelab.runs.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
 

@@ -20,7 +20,7 @@ from tunelab.config.schema import EvalConfig, PromptConfig, TunelabConfig
 from tunelab.errors import UserError
 from tunelab.metrics import SUMMARY_METRICS
 from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder
-from tunelab.run.atomic import write_json_atomic, write_text_atomic
+from tunelab.runs.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("tunelab")
 EVAL_FILE = "eval.json"

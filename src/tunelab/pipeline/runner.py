@@ -18,9 +18,9 @@ from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import is_run_folder
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
-from tunelab.run.atomic import write_json_atomic
-from tunelab.run.lock import FolderLock
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.atomic import write_json_atomic
+from tunelab.runs.lock import FolderLock
+from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")

@@ -16,7 +16,7 @@ from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import TunelabConfig
 from tunelab.methods.base import Method
 from tunelab.models.resolve import gguf_record
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
 

@@ -45,8 +45,8 @@ from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenize
 from tunelab.models.portable import make_portable
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
-from tunelab.run.lock import FolderLock
-from tunelab.run.run_directory import PENDING, RunDirectory
+from tunelab.runs.lock import FolderLock
+from tunelab.runs.run_directory import PENDING, RunDirectory
 from tunelab.training.accelerator import check_precision, new_accelerator
 from tunelab.training.batching import DataPosition, iterate_steps, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import (

@@ -8,7 +8,7 @@ import pytest
 
 from tunelab.config.loading import load_config
 from tunelab.errors import UserError
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs.run_directory import RunDirectory
 
 BASE = ["model=some/model", "data.train=train.jsonl", "method.r=4", "train.max_steps=10"]
 

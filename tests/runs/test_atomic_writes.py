@@ -8,9 +8,9 @@ import os
 import pytest
 import yaml
 
-from tunelab.run import atomic
-from tunelab.run.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic, write_yaml_atomic
-from tunelab.run.run_directory import RunDirectory
+from tunelab.runs import atomic
+from tunelab.runs.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic, write_yaml_atomic
+from tunelab.runs.run_directory import RunDirectory
 
 
 def test_writes_replace_the_file_and_leave_nothing_else(tmp_path):

@@ -25,7 +25,7 @@ import yaml
 
 from tunelab.errors import UserError
 from tunelab.models.resolve import RUN_CONFIG_FILE, RUN_SUMMARY_FILE
-from tunelab.run.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
+from tunelab.runs.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
 
 # A summary.json key naming work still to do (eval.generate's answers): the run loads, but is not finished.
 PENDING = "pending"
@@ -151,7 +151,7 @@ class RunDirectory:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """The summary, and the model card built from it and config.yaml (so the two never disagree)."""
-        from tunelab.run.model_card import CARD_FILE, model_card
+        from tunelab.runs.model_card import CARD_FILE, model_card
 
         write_text_atomic(self.path / CARD_FILE, model_card(self.path, summary))
         write_json_atomic(self.summary_file, summary)

@@ -13,11 +13,11 @@ import pytest
 from conftest import write_comparison
 from tunelab.cli.main import main
 from tunelab.errors import UserError
-from tunelab.run.lock import FolderLock, lock_file_for
+from tunelab.runs.lock import FolderLock, lock_file_for
 
 HOLD = """
 import sys, time
-from tunelab.run.lock import FolderLock
+from tunelab.runs.lock import FolderLock
 with FolderLock(sys.argv[1], "run folder"):
     print("held", flush=True)
     time.sleep(60)
