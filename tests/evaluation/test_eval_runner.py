@@ -16,12 +16,12 @@ import pytest
 from conftest import training_config, write_jsonl
 from tunelab.config.schema import EvalConfig, PromptConfig
 from tunelab.data.chat_template import ensure_chat_template
+from tunelab.evaluation.prompts import fit_prompt
 from tunelab.evaluation.runner import evaluate_model
 from tunelab.methods.registry import get_method
 from tunelab.metrics.scoring import score_predictions
 from tunelab.models.loading import load_tokenizer
 from tunelab.prompting.examples import prompted_example
-from tunelab.prompting.render import fit_prompt
 from tunelab.training.recipe import train
 
 TASKS = [("report", "friday"), ("project", "monday"), ("slides", "tuesday"), ("budget", "friday"), ("plan", "sunday")]

@@ -36,7 +36,6 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
 )
 
-ROLES = ("system", "user", "assistant")
 
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:

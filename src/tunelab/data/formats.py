@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.config.schema import PromptConfig
-from tunelab.data.chat_template import ROLES, render_with_assistant_spans
+from tunelab.data.chat_template import render_with_assistant_spans
 from tunelab.data.loading import row_location
 from tunelab.errors import UserError
+from tunelab.prompting.messages import field_text, instruction_messages, row_messages
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -78,43 +79,6 @@ def check_columns(columns: list[str], data_format: str, path: Path) -> None:
         raise UserError(f"{path}: format '{data_format}' needs field '{missing[0]}', not in columns {sorted(columns)}")
 
 
-def field_text(row: dict[str, Any], name: str, optional: bool = False) -> str:
-    value = row.get(name)
-    if value is None:
-        if optional:
-            return ""
-        raise UserError(f"missing field '{name}'")
-    if isinstance(value, bool | int | float):
-        return str(value)  # a CSV column of numbers arrives as numbers: "2+2=" -> 4
-    if not isinstance(value, str):
-        raise UserError(f"field '{name}' must be a string, got {type(value).__name__}")
-    return value
-
-
-def row_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise UserError("field 'messages' must be a non-empty list of {role, content} objects")
-    cleaned = []
-    for number, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise UserError(f"messages[{number}].role must be one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise UserError(f"messages[{number}].content must be a string")
-        cleaned.append({"role": message["role"], "content": content})
-    if not any(message["role"] == "assistant" for message in cleaned):
-        raise UserError("field 'messages' has no assistant message to learn from")
-    if not any(message["role"] == "user" for message in cleaned):
-        raise UserError("field 'messages' has no user message (a conversation starts with the user's turn)")
-    first = next(index for index, message in enumerate(cleaned) if message["role"] != "system")
-    if cleaned[first]["role"] != "user":
-        raise UserError(
-            f"messages[{first}] is the assistant's, before any user turn (a conversation starts with the user's turn)"
-        )
-    return cleaned
-
-
 def task_id_mapping(dataset: Dataset, task_column: str, path: Path) -> dict[str, int]:
     """Task name -> id 0..N-1: numeric tasks in numeric order, named tasks in sorted order."""
     if task_column not in dataset.column_names:
@@ -123,15 +87,6 @@ def task_id_mapping(dataset: Dataset, task_column: str, path: Path) -> dict[str,
     if values and all(value.isdigit() for value in values):
         return {value: index for index, value in enumerate(sorted(values, key=int))}
     return {value: index for index, value in enumerate(sorted(values))}
-
-
-def instruction_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    instruction = field_text(row, "instruction")
-    extra_input = field_text(row, "input", optional=True)
-    system = field_text(row, "system", optional=True)
-    user = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
-    messages = [{"role": "system", "content": system}] if system.strip() else []
-    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": field_text(row, "output")}]
 
 
 def _with_system(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:

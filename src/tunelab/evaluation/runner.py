@@ -216,11 +216,11 @@ def _generate(
 
     from tunelab.data.chat_template import ensure_chat_template
     from tunelab.evaluation.generation import CHAT_STOP_STRINGS, RAW_STOP_STRINGS, generate_answers
+    from tunelab.evaluation.prompts import fit_prompt
     from tunelab.inference.generate import best_device
     from tunelab.methods.registry import get_method
     from tunelab.metrics.scoring import score_predictions
     from tunelab.models.loading import model_context_length
-    from tunelab.prompting.render import fit_prompt
 
     config, labels = setup.config, setup.labels
     if data_format == "classification" and labels is None:

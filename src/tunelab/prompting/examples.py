@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.config.schema import PromptConfig
-from tunelab.data.formats import field_text, instruction_messages, row_messages
 from tunelab.errors import UserError
+from tunelab.prompting.messages import field_text, instruction_messages, row_messages
 from tunelab.prompting.template import fill_template
 
 GENERATION_FORMATS = ("instruction", "chat", "prompt_completion", "classification")

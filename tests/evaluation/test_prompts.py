@@ -1,4 +1,4 @@
-"""tunelab.prompting.render: shots and retrieved chunks around the question, and trimming to the context."""
+"""tunelab.evaluation.prompts: shots and retrieved chunks around the question, and trimming to the context."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from tunelab.config.schema import PromptConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.tokenize import encode_prompt
+from tunelab.evaluation.prompts import fit_prompt, prompt_text
 from tunelab.models.loading import load_tokenizer
 from tunelab.prompting.examples import prompted_example
-from tunelab.prompting.render import fit_prompt, prompt_text
 
 WORDS = ["robot", "star", "fox"]
 CHUNKS = ["Paris is the capital of France.", "Spiders have eight legs."]
