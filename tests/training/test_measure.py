@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-from tunelab.training.measure import count_parameters
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset the peak")
@@ -30,12 +27,3 @@ print(before, peak_memory_bytes(cpu))
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
     before, after = map(int, out.split())
     assert after < before - 200 * 2**20
-
-
-def test_tied_parameters_are_counted_once():
-    embedding = torch.nn.Embedding(10, 4)
-    head = torch.nn.Linear(4, 10, bias=False)
-    head.weight = embedding.weight
-    model = torch.nn.ModuleList([embedding, head])
-    head.requires_grad_(False)
-    assert count_parameters(model) == (0, 40)

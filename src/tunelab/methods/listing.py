@@ -74,7 +74,7 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
         if base is not None and task not in method.tasks:
             listing.note = f"trains {' and '.join(method.tasks)} only, not {task}"
         elif base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
-            from tunelab.training.measure import count_parameters
+            from tunelab.models.size import count_parameters
 
             listing.trainable_params, listing.total_params = 0, count_parameters(base)[1]
         elif base is not None:
@@ -87,10 +87,10 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
                     labels=head.labels if head is not None else (),
                 )
                 fresh = (
-                    method.load_base(model_reference, "fp32", head) if method.name == "qlora" else copy.deepcopy(base)
+                    method.load_base(model_reference, "fp32", head) if method.needs_own_base else copy.deepcopy(base)
                 )
                 prepared = method.prepare(fresh, options, plan)
-                from tunelab.training.measure import count_parameters
+                from tunelab.models.size import count_parameters
 
                 listing.trainable_params, listing.total_params = count_parameters(prepared)
             except UserError as error:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tunelab.models.size import logical_numel
 from tunelab.training.head_loss import transformers_model
-from tunelab.training.measure import logical_numel
 
 PRECISION_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _measured_peaks: dict[tuple, float] = {}

@@ -26,7 +26,8 @@ def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = Fals
 
     from tunelab.evaluation.runner import EvalSetup, evaluate_model, summary_metrics
     from tunelab.models.loading import load_model
-    from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
+    from tunelab.models.size import count_parameters, weights_bytes
+    from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
     from tunelab.training.result import TrainResult
 
     check_training_inputs(config)

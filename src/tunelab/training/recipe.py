@@ -45,6 +45,7 @@ from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenize
 from tunelab.models.portable import make_portable
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
+from tunelab.models.size import count_parameters, weights_bytes
 from tunelab.runs.lock import FolderLock
 from tunelab.runs.run_directory import PENDING, RunDirectory
 from tunelab.training.accelerator import check_precision, new_accelerator
@@ -60,7 +61,7 @@ from tunelab.training.classification import classification_summary, padding_side
 from tunelab.training.evaluation import Evaluation, evaluate
 from tunelab.training.flops import matmul_peak_flops, model_shape
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
-from tunelab.training.measure import count_parameters, peak_memory_bytes, reset_peak_memory, weights_bytes
+from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
 from tunelab.training.nonfinite import NonFiniteGuard
 from tunelab.training.optim import build_optimizer, build_scheduler
 from tunelab.training.result import TrainResult
