@@ -81,6 +81,7 @@ class Setting:
     trl: dict[str, Any] = field(default_factory=dict)  # SFTConfig fields
     threads: int | None = None  # None: --threads
     other_precision: bool = False  # the precision that is not the baseline's (bf16 on the CPU)
+    once: bool = False  # one run, not --repeats (compilation alone takes minutes); --repeat-all lifts it
 
 
 def settings(lever_threads: int) -> list[Setting]:
@@ -115,7 +116,9 @@ def settings(lever_threads: int) -> list[Setting]:
         ),
         Setting("tunelab-bf16", "tunelab train.precision=bf16", "tunelab", other_precision=True),
         Setting("tunelab-threads", f"tunelab train.threads={lever_threads}", "tunelab", threads=lever_threads),
-        Setting("tunelab-compile", "tunelab train.compile=true", "tunelab", overrides=("train.compile=true",)),
+        Setting(
+            "tunelab-compile", "tunelab train.compile=true", "tunelab", overrides=("train.compile=true",), once=True
+        ),
         Setting(
             "trl-full", "TRL full fine-tuning, padding", "trl", "full", trl={"train_sampling_strategy": "sequential"}
         ),
@@ -124,7 +127,7 @@ def settings(lever_threads: int) -> list[Setting]:
 
 
 DEFAULT_CONFIGS = (
-    "trl-padding,trl-packing,trl-group-by-length,tunelab-padding,tunelab-packing,tunelab-plain-loss,"
+    "trl-padding,trl-packing,trl-group-by-length,trl-gc,tunelab-padding,tunelab-packing,tunelab-plain-loss,"
     "tunelab-bf16,tunelab-threads,tunelab-compile,trl-full,tunelab-full"
 )
 BASELINE = "tunelab-padding"  # the levers' ratios are against it
@@ -227,26 +230,28 @@ def tunelab_child(spec: RunSpec) -> dict[str, Any]:
     for record in (json.loads(line) for line in lines if line.strip()):
         tokens = record["tokens_seen"] - seen
         seen = record["tokens_seen"]
-        steps.append(
-            {
-                "step": record["step"],
-                "loss": record["loss"],
-                "tokens": tokens,
-                "seconds": tokens / record["tokens_per_s"],
-            }
-        )
+        step = {"step": record["step"], "loss": record["loss"], "tokens": tokens}
+        step["seconds"] = tokens / record["tokens_per_s"]
+        if "padding_share" in record:  # per step, so the positions computed follow (to 4 digits)
+            step["positions"] = round(tokens / (1 - record["padding_share"]))
+        steps.append(step)
     summary = result.summary
     return {
         "steps": steps,
         "peak_memory_bytes": summary["peak_memory_bytes"],
-        # counted here from the very micro-batches the run took, as on TRL's side; the summary's own
-        # padding_share (where tunelab writes one) is kept beside it under "summary"
-        "padding_share": replayed_padding_share(config, spec),
+        # over every step, as on TRL's side (the summary's padding_share leaves out the first step)
+        "padding_share": padding_share(steps)
+        if all("positions" in s for s in steps)
+        else replayed_padding_share(config, spec),
         "summary": {
             key: summary.get(key)
             for key in ("tokens_per_s", "train_loss", "mfu", "target_tokens_per_s", "padding_share")
         },
     }
+
+
+def padding_share(steps: list[dict[str, Any]]) -> float:
+    return 1 - sum(step["tokens"] for step in steps) / max(sum(step["positions"] for step in steps), 1)
 
 
 def tunelab_items(config: Any, packing: bool | None = None) -> list:
@@ -276,7 +281,8 @@ def epoch_order(item_count: int, batch: int, seed: int, steps: int) -> list[list
 
 def replayed_padding_share(config: Any, spec: RunSpec) -> float:
     """Padding over processed positions in the run's micro-batches (each padded to its longest,
-    packed or not), from tunelab's own data stage and batch order."""
+    packed or not), from tunelab's own data stage and batch order: for a tunelab whose metrics.jsonl
+    has no padding_share."""
     items = tunelab_items(config)
     processed = real = 0
     for indices in epoch_order(len(items), spec.batch, spec.seed, spec.steps):
@@ -407,15 +413,15 @@ def trl_child(spec: RunSpec) -> dict[str, Any]:
             "step": index + 1,
             "loss": clock.losses.get(index + 1),
             "tokens": real,
+            "positions": processed,
             "seconds": clock.marks[index + 1] - clock.marks[index],
         }
-        for index, (real, _) in enumerate(positions[: len(clock.marks) - 1])
+        for index, (real, processed) in enumerate(positions[: len(clock.marks) - 1])
     ]
-    processed = sum(count for _, count in positions)
     return {
         "steps": steps,
         "peak_memory_bytes": peak,
-        "padding_share": 1 - sum(real for real, _ in positions) / max(processed, 1),
+        "padding_share": padding_share(steps),
         "optimizer": str(trainer.args.optim),
     }
 
@@ -475,19 +481,22 @@ def describe(result: dict[str, Any], warmup: int) -> str:
 
 def run_all(args: argparse.Namespace, chosen: list[Setting], scratch: Path) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {setting.name: [] for setting in chosen}
-    total = len(chosen) * args.repeats
+    total = sum(1 if setting.once and not args.repeat_all else args.repeats for setting in chosen)
     done = 0
     for repeat in range(args.repeats):
         for setting in chosen if repeat % 2 == 0 else list(reversed(chosen)):  # alternate to spread drift
+            if runs[setting.name] and ("refused" in runs[setting.name][0] or (setting.once and not args.repeat_all)):
+                continue  # a refusal does not change with another try; a "once" row has had its run
             done += 1
-            if runs[setting.name] and "refused" in runs[setting.name][0]:
-                continue  # a refusal does not change with another try
             spec = run_spec(args, setting, scratch / f"{setting.name}-{repeat}")
             print(f"  [{done}/{total}] {setting.name} (repeat {repeat + 1}) ...", end="", flush=True)
             result = run_child(spec)
             shutil.rmtree(spec.output_dir, ignore_errors=True)  # a full run's weights: no need to keep them
             print(" " + describe(result, args.warmup_steps), flush=True)
             runs[setting.name].append(result)
+            if args.output is not None:  # what has run so far survives an interrupted benchmark
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.write_text(json.dumps({"partial": True, "runs": runs}, default=str) + "\n")
     return runs
 
 
@@ -690,7 +699,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="a model folder (default: smollm2, else stories260K)")
     parser.add_argument("--configs", default=None, help=f"comma-separated rows (default: {DEFAULT_CONFIGS})")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 4; --quick 3)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=1, help="first steps left out of the steady tokens/s")
     parser.add_argument(
         "--repeats", type=int, default=None, help="runs of each row, interleaved (default 3; --quick 1)"
@@ -708,6 +717,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=None, help="train on the first N Alpaca rows only")
     parser.add_argument("--quick", action="store_true", help="stories260K, 3 steps, one repeat: a smoke test")
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default: a temporary file)")
+    parser.add_argument("--repeat-all", action="store_true", help="repeat tunelab-compile too (one run by default)")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -719,7 +729,7 @@ def resolve(args: argparse.Namespace) -> list[Setting]:
 
     args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
-    args.steps = args.steps or (3 if args.quick else 4)
+    args.steps = args.steps or 3
     args.repeats = args.repeats or (1 if args.quick else 3)
     model = str(STORIES260K) if args.quick and args.model is None else default_model(args.model)
     from tunelab.models.resolve import model_location
