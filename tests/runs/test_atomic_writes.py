@@ -1,4 +1,4 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one, and no temp files."""
+"""tunelab.runs.atomic: a reader sees the old file or the new one, never half of one, and no temp files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from tunelab.runs import atomic
-from tunelab.runs.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic, write_yaml_atomic
+from tunelab.runs.atomic import (
+    atomic_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+    write_yaml_atomic,
+)
 from tunelab.runs.run_directory import RunDirectory
 
 
@@ -64,6 +70,43 @@ def test_a_value_that_cannot_be_written_keeps_the_old_file(tmp_path):
 
     assert json.loads(target.read_text(encoding="utf-8")) == {"loss": 1.0}
     assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_a_library_writes_to_the_temporary_path_and_the_target_appears_only_at_the_end(tmp_path):
+    target = tmp_path / "nested" / "vectors.safetensors"
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+
+    with atomic_path(target) as temporary:
+        assert temporary.parent == target.parent and temporary.name.startswith(".vectors.safetensors.")
+        save_file({"embeddings": torch.ones(2, 3)}, temporary)
+        assert not target.exists()
+
+    assert torch.equal(load_file(target)["embeddings"], torch.ones(2, 3))
+    assert os.listdir(target.parent) == ["vectors.safetensors"]
+
+
+def test_a_written_file_has_the_usual_permissions_of_a_new_file(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(tmp_path / "rng.pt") as temporary:
+        temporary.write_bytes(b"state")
+    write_text_atomic(tmp_path / "summary.json", "{}")
+
+    for name in ("rng.pt", "summary.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_an_error_inside_atomic_path_keeps_the_old_file_and_no_temp_file(tmp_path):
+    target = tmp_path / "optimizer.pt"
+    target.write_bytes(b"old")
+
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as temporary:
+        temporary.write_bytes(b"half of the new")
+        raise KeyboardInterrupt
+
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["optimizer.pt"]
 
 
 def test_keep_metrics_until_interrupted_keeps_every_record(tmp_path, monkeypatch):

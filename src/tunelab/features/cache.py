@@ -5,20 +5,21 @@ texts (the same surveys labelled for sentiment, then for complaint / praise / fe
 not run the model again. No library caches pooled hidden states keyed this way, so it is ours.
 The key covers the model (its folder and the size and time of its weight files, so a retrained
 model in the same folder is not mistaken for the old one), the pooling, the layer and a hash of
-every token id. Files are written to a temporary name and renamed, so a crash leaves no half file.
+every token id. Files are written through ``runs.atomic.atomic_path`` (a temporary name, then a
+rename), so a crash leaves no half file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.cache_dirs import cache_dir
 from tunelab.models.resolve import model_location
+from tunelab.runs.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -70,12 +71,9 @@ def load_cached_embeddings(key: str, folder: Path | None = None) -> torch.Tensor
 def store_embeddings(key: str, embeddings: torch.Tensor, folder: Path | None = None) -> Path:
     from safetensors.torch import save_file
 
-    folder = folder or embedding_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key}.safetensors"
-    temporary = folder / f".{key}.{os.getpid()}.tmp"
-    save_file({"embeddings": embeddings.contiguous()}, temporary)
-    os.replace(temporary, path)
+    path = (folder or embedding_cache_dir()) / f"{key}.safetensors"
+    with atomic_path(path) as temporary:
+        save_file({"embeddings": embeddings.contiguous()}, temporary)
     return path
 
 

@@ -1,18 +1,19 @@
 """``tunelab embed``: embed every text of a data file with a frozen model and write the vectors.
 
 Writes safetensors (``embeddings`` [n, width], with the model, pooling and layer in the metadata)
-or Parquet (``text`` and ``embedding`` columns), chosen by the output's suffix, through a
-temporary file and a rename. Uses the same embedding cache as feature-based training.
+or Parquet (``text`` and ``embedding`` columns), chosen by the output's suffix, through
+``runs.atomic.atomic_path`` (a temporary file and a rename). Uses the same embedding cache as
+feature-based training.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.errors import UserError
 from tunelab.features.embedding import Pooling
+from tunelab.runs.atomic import atomic_path
 
 OUTPUT_SUFFIXES = (".safetensors", ".parquet")
 
@@ -53,18 +54,16 @@ def embed_file(
     encoder = load_backbone(model, torch.float32)
     sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     vectors, cached = embeddings_for(encoder, model_location(model), sequences, pooling, layer, use_cache, progress)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    if output.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(output) as temporary:
+        if output.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        metadata = {"model": model, "pooling": pooling, "layer": str(layer), "count": str(len(texts))}
-        save_file({"embeddings": vectors.contiguous()}, temporary, metadata=metadata)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+            metadata = {"model": model, "pooling": pooling, "layer": str(layer), "count": str(len(texts))}
+            save_file({"embeddings": vectors.contiguous()}, temporary, metadata=metadata)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        table = pa.table({"text": texts, "embedding": vectors.tolist()})
-        pq.write_table(table, temporary)
-    os.replace(temporary, output)
+            table = pa.table({"text": texts, "embedding": vectors.tolist()})
+            pq.write_table(table, temporary)
     return EmbedResult(output, len(texts), int(vectors.shape[1]), cached)

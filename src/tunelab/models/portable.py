@@ -11,8 +11,8 @@ transformers 5 writes two things transformers 4.57 misreads, one loudly and one 
 
 ``make_portable`` adds what transformers 4 looks for beside what transformers 5 wrote; transformers 5
 reads the result exactly as before. No maintained library does this translation (transformers writes
-only its own format), which is why it is ours. A file that changes is replaced by a rename, never
-rewritten in place, and one already portable is left alone.
+only its own format), which is why it is ours. A file that changes is replaced by a rename
+(``runs.atomic``), never rewritten in place, and one already portable is left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from tunelab.runs.atomic import write_json_atomic
 
 # tokenizer classes only transformers 5 knows -> the name both lines load as the same tokenizer
 PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
@@ -50,9 +52,7 @@ def _rewrite(path: Path, translate) -> None:
     original = json.loads(path.read_text(encoding="utf-8"))
     translated = translate(original)
     if translated != original:
-        staging = path.with_name(f".{path.name}.portable")
-        staging.write_text(json.dumps(translated, indent=2) + "\n", encoding="utf-8")
-        staging.replace(path)
+        write_json_atomic(path, translated)
 
 
 def make_portable(folder: Path | str) -> None:

@@ -160,7 +160,10 @@ class RunDirectory:
         return json.loads(self.summary_file.read_text(encoding="utf-8"))
 
     def install_artifact(self, staging: Path) -> None:
-        """Move every file saved in ``staging`` into the run folder, each by an atomic rename."""
+        """Move every file saved in ``staging`` into the run folder, each by an atomic rename.
+
+        The artifact is saved by libraries (``save_pretrained``) into a whole staging folder, so it is
+        installed by renames here rather than written through ``runs.atomic``."""
         for item in sorted(staging.iterdir()):
             target = self.path / item.name
             if target.is_dir() and item.is_dir():

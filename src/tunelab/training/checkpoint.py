@@ -2,7 +2,9 @@
 
 ``accelerate.save_state`` stores the whole model (gigabytes for a LoRA run whose trainable part
 is megabytes) and writes in place; a checkpoint here holds only what trains and is written to a
-temporary folder that is renamed into place, so a SIGKILL never leaves a half checkpoint.
+temporary folder that is renamed into place, so a SIGKILL never leaves a half checkpoint. A
+checkpoint is a whole folder, so it is staged here rather than written file by file through
+``runs.atomic``.
 """
 
 from __future__ import annotations
