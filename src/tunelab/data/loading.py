@@ -202,3 +202,23 @@ def read_utf8(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise UserError(f"{path} line {line}: not UTF-8 text (save the file as UTF-8)") from None
+
+
+def read_text_column(path: Path | str, column: str = "text") -> list[str]:
+    """The ``column`` of every row of a data file (JSONL, CSV, Parquet, or lines of a .txt)."""
+    return [row["text"] for row in read_text_rows(path, column)]
+
+
+def read_text_rows(path: Path | str, column: str = "text") -> list[dict[str, Any]]:
+    """Every row of a data file, its ``column`` as ``text`` (other fields kept for a prompt template)."""
+    path = Path(path)
+    rows = load_rows(path)
+    if column not in rows.column_names:
+        raise UserError(f"{path}: no '{column}' column (columns: {', '.join(rows.column_names)}); use --column")
+    records = []
+    for index, row in enumerate(rows):
+        value = row[column]
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{path} {row_location(path, index)}: field '{column}' is empty or not text")
+        records.append({**row, "text": value})
+    return records

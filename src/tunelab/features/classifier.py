@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -10,8 +10,15 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tunelab.features.embedding import embed_batch
 
-if TYPE_CHECKING:
-    from tunelab.methods.features import FeaturesOptions
+
+class FeaturesOptions(Protocol):
+    """What the head is built from (the ``features`` method's options, read without importing methods)."""
+
+    head: str
+    hidden_size: int
+    dropout: float
+    layer: int
+    pooling: str
 
 
 def build_head(options: FeaturesOptions, input_size: int, classes: int) -> nn.Module:

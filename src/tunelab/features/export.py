@@ -39,8 +39,8 @@ def embed_file(
 ) -> EmbedResult:
     import torch
 
+    from tunelab.data.loading import read_text_column
     from tunelab.features.cache import embeddings_for
-    from tunelab.inference.predict import read_texts
     from tunelab.models.loading import load_backbone, load_tokenizer
     from tunelab.models.resolve import model_location
 
@@ -49,7 +49,7 @@ def embed_file(
         raise UserError(f"--output {output}: give a .safetensors or .parquet file")
     if output.is_dir():
         raise UserError(f"--output {output} is a folder; give a file name")
-    texts = read_texts(data, column)
+    texts = read_text_column(data, column)
     tokenizer = load_tokenizer(model)
     encoder = load_backbone(model, torch.float32)
     sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]

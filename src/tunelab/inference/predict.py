@@ -31,28 +31,6 @@ class Prediction:
         return {"text": self.text, "label": self.label, "probabilities": self.probabilities}
 
 
-def read_texts(path: Path | str, column: str = "text") -> list[str]:
-    """The ``column`` of every row of a data file (JSONL, CSV, Parquet, or lines of a .txt)."""
-    return [row["text"] for row in read_text_rows(path, column)]
-
-
-def read_text_rows(path: Path | str, column: str = "text") -> list[dict[str, Any]]:
-    """Every row of a data file, its ``column`` as ``text`` (other fields kept for a prompt template)."""
-    from tunelab.data.loading import load_rows, row_location
-
-    path = Path(path)
-    rows = load_rows(path)
-    if column not in rows.column_names:
-        raise UserError(f"{path}: no '{column}' column (columns: {', '.join(rows.column_names)}); use --column")
-    records = []
-    for index, row in enumerate(rows):
-        value = row[column]
-        if not isinstance(value, str) or not value.strip():
-            raise UserError(f"{path} {row_location(path, index)}: field '{column}' is empty or not text")
-        records.append({**row, "text": value})
-    return records
-
-
 def classification_labels(run_dir: Path) -> list[str]:
     if not is_run_folder(run_dir):
         raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
