@@ -27,6 +27,7 @@ from tunelab.compare.recommend import pareto_front, recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.compare.seeds import fold_seeds
 from tunelab.runs.atomic import write_bytes_atomic, write_text_atomic
+from tunelab.runs.reading import RUN_CONFIG_FILE
 from tunelab.runs.run_directory import RunDirectory
 
 REPORT_FILE = "report.html"
@@ -336,7 +337,7 @@ def _table(records: list[dict[str, Any]], metric: Metric | None) -> str:
 
 def _config_text(record: dict[str, Any]) -> str:
     """A finished entry's config.yaml; of an unfinished one, only its method is known for sure."""
-    config_file = Path(record.get("run_dir") or "") / "config.yaml"
+    config_file = Path(record.get("run_dir") or "") / RUN_CONFIG_FILE  # shown as written, comments and all
     if record.get("status") == FINISHED and config_file.is_file():
         return config_file.read_text(encoding="utf-8")
     method = {"name": record.get("method"), **(record.get("options") or {})}

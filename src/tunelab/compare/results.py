@@ -27,10 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunelab.errors import UserError
 from tunelab.runs.atomic import write_json_atomic, write_text_atomic
+from tunelab.runs.reading import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, is_run_folder, read_run_config, read_summary
 from tunelab.runs.run_directory import RunDirectory
 
 RESULTS_JSON = "results.json"
@@ -65,7 +64,7 @@ COPIED_FIGURES = (
     "trainable_params", "total_params", "peak_memory_bytes", "train_time_s", "tokens_per_s",
     "train_loss", "eval_loss", "steps", "tokens_seen",
 )  # fmt: skip
-BOOKKEEPING_FILES = {"config.yaml", "metrics.jsonl", "summary.json", EVAL_FILE}
+BOOKKEEPING_FILES = {RUN_CONFIG_FILE, "metrics.jsonl", RUN_SUMMARY_FILE, EVAL_FILE}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HIGHER_IS_BETTER = {"classification": ("accuracy", "macro_f1"), "generation": ("json_f1", "exact_match", "rouge_l")}
 
@@ -144,9 +143,8 @@ def weights_file_bytes(run_dir: Path) -> int:
 
 def _method_of(run_dir: Path, method: Any) -> tuple[str | None, dict[str, Any]]:
     """(method name, its options) from the given method subtree, else from the run's config.yaml."""
-    config_file = RunDirectory(run_dir).config_file
-    if method is None and config_file.is_file():
-        method = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("method")
+    if method is None and RunDirectory(run_dir).config_file.is_file():
+        method = read_run_config(run_dir).get("method")
     if isinstance(method, str):
         return method, {}
     if isinstance(method, dict):
@@ -162,7 +160,7 @@ def entry_record(
     method_name, options = _method_of(run_dir, method)
     record: dict[str, Any] = {"name": name, "status": status, "action": action or status, "error": error}
     record.update({"method": method_name, "options": options})
-    summary = RunDirectory(run_dir).read_summary() if status == FINISHED else {}
+    summary = read_summary(run_dir) if status == FINISHED else {}
     record.update({key: summary.get(key) for key in COPIED_FIGURES})
     trainable, total = summary.get("trainable_params"), summary.get("total_params")
     record["trainable_share"] = trainable / total if is_number(trainable) and is_number(total) and total else None
@@ -177,19 +175,17 @@ def entry_record(
 
 def _trained_lr(run_dir: Path) -> float | None:
     """The learning rate the run trained with (its config.yaml: the method's own where none was set)."""
-    config_file = RunDirectory(run_dir).config_file
-    if not config_file.is_file():
+    if not RunDirectory(run_dir).config_file.is_file():
         return None
-    value = ((yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("train") or {}).get("lr")
+    value = (read_run_config(run_dir).get("train") or {}).get("lr")
     return float(value) if is_number(value) else None
 
 
 def run_folder_record(run_dir: Path, name: str | None = None) -> dict[str, Any]:
     """The record of a plain, finished run folder (``tunelab report RUN_DIR``)."""
-    run = RunDirectory(run_dir)
-    if not run.summary_file.is_file() or not run.config_file.is_file():
+    if not is_run_folder(run_dir):
         raise UserError(f"{run_dir}: not a finished run folder (needs summary.json and config.yaml)")
-    return entry_record(name or run.path.name, run.path, FINISHED, action="reported")
+    return entry_record(name or Path(run_dir).name, Path(run_dir), FINISHED, action="reported")
 
 
 def _package_version(name: str) -> str | None:

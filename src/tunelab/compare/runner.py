@@ -40,8 +40,8 @@ from tunelab.compare.spec import ComparisonSpec, Entry, entry_config
 from tunelab.compare.tuning import tune_learning_rate
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError, first_line
-from tunelab.models.resolve import read_run_config
 from tunelab.runs.lock import FolderLock
+from tunelab.runs.reading import read_run_config
 from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
@@ -71,7 +71,7 @@ def _plain(config: TunelabConfig) -> dict[str, Any]:
 
 def _same_budget(run: RunDirectory, plain: dict[str, Any]) -> bool:
     """RunDirectory lets a run's budget change on resume; a comparison's entries must share theirs."""
-    recorded = (read_run_config(run.path) or {}).get("train", {})
+    recorded = read_run_config(run.path).get("train", {})
     return all(recorded.get(key) == plain["train"].get(key) for key in BUDGET_TRAIN_KEYS)
 
 

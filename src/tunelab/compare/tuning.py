@@ -20,6 +20,7 @@ from tunelab.compare.spec import Budget, Entry, entry_config
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
 from tunelab.runs.atomic import write_text_atomic
+from tunelab.runs.reading import read_summary
 from tunelab.runs.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
@@ -100,7 +101,7 @@ def tune_learning_rate(entry: Entry, budget: Budget, folder: Path, progress: boo
         trial = entry_config(Entry(entry.name, tree, run_dir))
         finished = RunDirectory(run_dir)
         if finished.holds_finished_run_of(with_absolute_paths(trial).to_plain()):
-            summary = finished.read_summary()  # tried earlier with the same settings: kept
+            summary = read_summary(run_dir)  # tried earlier with the same settings: kept
         else:
             log.info(f"entry {entry.name}: tuning, lr {lr:g}")
             summary = train(trial, overwrite=True, progress=progress).summary

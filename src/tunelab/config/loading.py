@@ -203,7 +203,8 @@ def check_training_inputs(config: TunelabConfig) -> None:
             raise UserError(
                 f"config error: output_dir {config.output_dir} would hold {key} {path}; choose another output_dir"
             )
-    from tunelab.models.resolve import check_model_reference, run_task
+    from tunelab.models.resolve import check_model_reference
+    from tunelab.runs.reading import run_task
 
     if isinstance(config.model, ScratchModelConfig):
         if (

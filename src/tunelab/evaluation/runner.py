@@ -19,8 +19,8 @@ from typing import Any
 from tunelab.config.schema import EvalConfig, PromptConfig, TunelabConfig
 from tunelab.errors import UserError
 from tunelab.metrics import SUMMARY_METRICS
-from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder
 from tunelab.runs.atomic import write_json_atomic, write_text_atomic
+from tunelab.runs.reading import RUN_CONFIG_FILE, is_run_folder, read_summary
 
 log = logging.getLogger("tunelab")
 EVAL_FILE = "eval.json"
@@ -79,8 +79,8 @@ def setup_for(reference: str) -> EvalSetup:
 
     if not is_run_folder(reference):
         return EvalSetup(reference, load_config(None, [f"model={reference}", "method.name=zeroshot"]))
-    config = load_config(Path(reference) / "config.yaml")
-    summary = json.loads((Path(reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
+    config = load_config(Path(reference) / RUN_CONFIG_FILE)
+    summary = read_summary(reference)
     method = get_method(config.method.name)
     labels = summary.get("labels")
     if method.trains_nothing:

@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.models.resolve import run_task, training_record
+from tunelab.runs.reading import run_task, training_record
 
 
 def read_messages(path: Path | str) -> list[dict[str, str]]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tunelab.errors import UserError
 from tunelab.models.portable import make_portable
-from tunelab.models.resolve import MERGE_RECORD_FILE, is_run_folder, read_run_config, training_record
 from tunelab.runs.atomic import write_json_atomic
+from tunelab.runs.reading import MERGE_RECORD_FILE, is_run_folder, read_run_config, training_record
 
 # what the merged folder keeps of the run's summary: what generation and a reader of the folder need
 MERGED_SUMMARY_KEYS = ("model", "task", "data_format", "labels", "precision", "steps", "train_loss", "eval_loss")

@@ -7,7 +7,6 @@ on the side the architecture reads its label from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from tunelab.config.schema import PromptConfig
 from tunelab.data.classification import classifier_text
 from tunelab.errors import UserError
-from tunelab.models.resolve import RUN_SUMMARY_FILE, is_run_folder, read_run_config
+from tunelab.runs.reading import is_run_folder, read_run_config, read_summary
 
 PREDICT_BATCH = 32
 
@@ -34,7 +33,7 @@ class Prediction:
 def classification_labels(run_dir: Path) -> list[str]:
     if not is_run_folder(run_dir):
         raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
-    summary = json.loads((run_dir / RUN_SUMMARY_FILE).read_text(encoding="utf-8"))
+    summary = read_summary(run_dir)
     if summary.get("task") != "classification":
         raise UserError(f"{run_dir} is a '{summary.get('task')}' run; predict labels texts with a classification run")
     return list(summary["labels"])

@@ -25,7 +25,7 @@ from tunelab.errors import UserError
 from tunelab.features.cache import embeddings_for
 from tunelab.features.embedding import Pooling
 from tunelab.methods.base import Method, TrainingPlan
-from tunelab.models.resolve import is_run_folder
+from tunelab.runs.reading import is_run_folder
 
 if TYPE_CHECKING:
     from torch import nn

@@ -43,7 +43,8 @@ def default_task(model_reference: str) -> str:
     from transformers import AutoConfig
 
     from tunelab.models.heads import is_encoder_type
-    from tunelab.models.resolve import is_run_folder, model_location, run_task
+    from tunelab.models.resolve import model_location
+    from tunelab.runs.reading import is_run_folder, run_task
 
     if is_run_folder(model_reference):
         return run_task(model_reference) or "causal_lm"
@@ -60,7 +61,7 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
         import torch
 
         from tunelab.models.loading import ClassifierHead, load_model, run_head
-        from tunelab.models.resolve import is_run_folder
+        from tunelab.runs.reading import is_run_folder
 
         task = task or default_task(model_reference)
         if task == "classification":

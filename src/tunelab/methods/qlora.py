@@ -13,7 +13,8 @@ from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
 from tunelab.methods.base import TrainingPlan
 from tunelab.methods.lora import Lora, LoraOptions
-from tunelab.models.resolve import is_run_folder, model_location, read_run_config
+from tunelab.models.resolve import model_location
+from tunelab.runs.reading import is_run_folder, read_run_config
 
 if TYPE_CHECKING:
     from torch import nn

@@ -6,7 +6,6 @@ folder) with the adapter on top; otherwise the whole model saved in the folder.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +13,8 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from tunelab.errors import UserError, first_line
-from tunelab.models.resolve import (
-    RUN_SUMMARY_FILE,
-    check_model_reference,
-    is_run_folder,
-    model_location,
-    read_run_config,
-)
+from tunelab.models.resolve import check_model_reference, model_location
+from tunelab.runs.reading import is_run_folder, read_run_config, read_summary
 
 if TYPE_CHECKING:
     import torch
@@ -79,8 +73,7 @@ class ClassifierHead:
 
 def run_head(reference: str | Path) -> ClassifierHead | None:
     """The classification head a finished run was trained with (None for language-model runs)."""
-    summary_path = Path(reference) / RUN_SUMMARY_FILE
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = read_summary(reference)
     if summary.get("task") != "classification":
         return None
     return ClassifierHead(tuple(summary["labels"]), summary.get("pad_token_id"))

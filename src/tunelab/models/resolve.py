@@ -2,33 +2,20 @@
 one), a packaged model's short name (``minilm``, ``smollm2``), or a finished tunelab run folder.
 
 Kept free of torch so that configs are checked before anything heavy loads; a GGUF file is
-converted (models.gguf) only when a model or tokenizer is actually loaded.
+converted (models.gguf) only when a model or tokenizer is actually loaded. What a run folder holds
+is read by ``runs.reading``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tunelab.errors import UserError
 from tunelab.models.gguf import GgufSource, converted_folder, gguf_file_in
-
-RUN_CONFIG_FILE = "config.yaml"
-RUN_SUMMARY_FILE = "summary.json"
-# Written by `tunelab merge` beside the merged model: what the run trained on, which generation needs
-# (the chat template's use above all) and a merged folder would otherwise have lost.
-MERGE_RECORD_FILE = "tunelab-merge.json"
-
-
-def is_run_folder(reference: str | Path) -> bool:
-    """A finished tunelab run: our config.yaml and summary.json beside a trained artifact."""
-    folder = Path(reference)
-    return (folder / RUN_CONFIG_FILE).is_file() and (folder / RUN_SUMMARY_FILE).is_file()
+from tunelab.runs.reading import RUN_CONFIG_FILE, is_run_folder
 
 
 def looks_like_path(reference: str) -> bool:
@@ -121,29 +108,3 @@ def check_model_reference(reference: str) -> None:
         return
     if looks_like_path(reference):
         raise UserError(f"model: folder not found: {reference}")
-
-
-def run_task(reference: str | Path) -> str | None:
-    """The task a finished run trained (``causal_lm``, ``classification``); None for other references."""
-    if not is_run_folder(reference):
-        return None
-    try:
-        return json.loads((Path(reference) / RUN_SUMMARY_FILE).read_text(encoding="utf-8")).get("task")
-    except (OSError, ValueError):
-        return None
-
-
-def training_record(reference: str | Path) -> dict:
-    """What a model was trained as (``task``, ``data_format``, ...): a finished run's summary, a merged
-    folder's merge record, or nothing for any other reference."""
-    folder = Path(reference)
-    for name in (RUN_SUMMARY_FILE, MERGE_RECORD_FILE) if is_run_folder(folder) else (MERGE_RECORD_FILE,):
-        try:
-            return json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-    return {}
-
-
-def read_run_config(run_dir: str | Path) -> dict:
-    return yaml.safe_load((Path(run_dir) / RUN_CONFIG_FILE).read_text(encoding="utf-8"))

@@ -16,10 +16,10 @@ from typing import Any
 
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.errors import UserError, first_line
-from tunelab.models.resolve import is_run_folder
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
 from tunelab.runs.atomic import write_json_atomic
 from tunelab.runs.lock import FolderLock
+from tunelab.runs.reading import is_run_folder, read_summary
 from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
@@ -145,7 +145,7 @@ def _run_stages(spec: PipelineSpec) -> PipelineReport:
                 f"pipeline stopped: stage '{stage.name}' failed: {entry['error']} "
                 f"(earlier stages are kept in {spec.output_dir})"
             ) from None
-        summary = RunDirectory(stage.run_dir).read_summary()
+        summary = read_summary(stage.run_dir)
         entry.update({"train_loss": summary.get("train_loss"), "eval_loss": summary.get("eval_loss")})
         assert is_run_folder(stage.run_dir)
         # Every stage's evaluation data, the later ones too: a later stage's column then shows its

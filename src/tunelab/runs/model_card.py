@@ -19,7 +19,8 @@ import yaml
 from tunelab.data.loading import count_rows
 from tunelab.metrics import SUMMARY_METRICS
 from tunelab.models.gguf import file_sha256
-from tunelab.models.resolve import gguf_source, looks_like_path, model_location, read_run_config
+from tunelab.models.resolve import gguf_source, looks_like_path, model_location
+from tunelab.runs.reading import read_run_config
 
 CARD_FILE = "README.md"
 # summary figures worth a reader's attention, in the order shown
@@ -120,7 +121,7 @@ def _figure(value: Any) -> str:
 def model_card(folder: Path | str, summary: dict[str, Any]) -> str:
     """The card's Markdown for the run in ``folder`` with this ``summary``."""
     folder = Path(folder).absolute()
-    config = read_run_config(folder) or {}
+    config = read_run_config(folder)
     method = dict(config.get("method") or {})
     adapter = (folder / ADAPTER_FILE).is_file()
     train = config.get("train") or {}

@@ -21,14 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunelab.errors import UserError
-from tunelab.models.resolve import RUN_CONFIG_FILE, RUN_SUMMARY_FILE
 from tunelab.runs.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
-
-# A summary.json key naming work still to do (eval.generate's answers): the run loads, but is not finished.
-PENDING = "pending"
+from tunelab.runs.reading import PENDING, RUN_CONFIG_FILE, RUN_SUMMARY_FILE, read_run_config, read_summary
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUMABLE_CHANGES = {
@@ -116,11 +111,10 @@ class RunDirectory:
         """Whether the folder holds a finished run of this same config (budget keys aside)."""
         if not (self.summary_file.is_file() and self.config_file.is_file()):
             return False
-        return PENDING not in self.read_summary() and self._holds_same_run(plain_config)
+        return PENDING not in read_summary(self.path) and self._holds_same_run(plain_config)
 
     def _holds_same_run(self, plain_config: dict[str, Any]) -> bool:
-        previous = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
-        return _identity(previous) == _identity(plain_config)
+        return _identity(read_run_config(self.path)) == _identity(plain_config)
 
     def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
         if overwrite and self.path.exists():
@@ -155,9 +149,6 @@ class RunDirectory:
 
         write_text_atomic(self.path / CARD_FILE, model_card(self.path, summary))
         write_json_atomic(self.summary_file, summary)
-
-    def read_summary(self) -> dict[str, Any]:
-        return json.loads(self.summary_file.read_text(encoding="utf-8"))
 
     def install_artifact(self, staging: Path) -> None:
         """Move every file saved in ``staging`` into the run folder, each by an atomic rename.

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.models.resolve import check_model_reference, is_run_folder, read_run_config, run_task
+from tunelab.models.resolve import check_model_reference
+from tunelab.runs.reading import is_run_folder, read_run_config, run_task
 
 if TYPE_CHECKING:
     from torch import nn

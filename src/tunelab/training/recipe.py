@@ -47,7 +47,8 @@ from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
 from tunelab.models.size import count_parameters, weights_bytes
 from tunelab.runs.lock import FolderLock
-from tunelab.runs.run_directory import PENDING, RunDirectory
+from tunelab.runs.reading import PENDING
+from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.accelerator import check_precision, new_accelerator
 from tunelab.training.batching import DataPosition, iterate_steps, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import (
