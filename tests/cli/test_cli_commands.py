@@ -116,6 +116,7 @@ def test_methods_lists_every_method(capsys):
         "qlora",
         "adalora",
         "ia3",
+        "peft",
         "prefix",
         "prompt",
         "ptuning",

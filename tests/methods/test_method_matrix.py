@@ -2,7 +2,8 @@
 with the loss going down, leaves the base weights alone, saves only what trained, reloads to
 identical logits and generates.
 
-Adding a method means adding a row to ``METHODS``.
+Adding a method means adding a row to ``METHODS``; a row is named after its method, or after the
+PEFT type for the generic ``peft`` method (``peft-loha``), whose options then name the method.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tunelab.methods.last_layers import find_transformer_blocks
 from tunelab.models.loading import load_causal_lm
 from tunelab.training.recipe import train
 
+PEFT = {"method.name": "peft", "train.max_steps": 10}
 METHODS = {
     "full": {},
     "last_layers": {"method.layers": 1},
@@ -37,9 +39,23 @@ METHODS = {
     "multitask_prompt": {"method.virtual_tokens": 8, "train.lr": 0.3},
     "llama_adapter": {"method.adapter_len": 4, "method.adapter_layers": 1},
     "adapter": {"method.reduction_factor": 8},
+    # the generic PEFT method, one row per type: PEFT's defaults but smaller ranks and frequency
+    # counts, for speed, and 10 steps; VeRA trains two scaling vectors per layer and needs a larger
+    # step to move the tiny model at all
+    "peft-loha": {**PEFT, "method.type": "loha", "method.r": 4},
+    "peft-lokr": {**PEFT, "method.type": "lokr", "method.r": 4},
+    "peft-vera": {**PEFT, "method.type": "vera", "method.r": 16, "train.lr": 0.1},
+    "peft-oft": {**PEFT, "method.type": "oft"},
+    "peft-boft": {**PEFT, "method.type": "boft"},
+    "peft-fourierft": {**PEFT, "method.type": "fourierft", "method.n_frequency": 200},
 }
+METHOD_NAMES = {options.get("method.name", row) for row, options in METHODS.items()}
+PEFT_ROWS = [row for row in METHODS if row.startswith("peft-")]
 ARCHITECTURES = ["tiny_llama", "tiny_gpt2"]
-UNSUPPORTED: dict[tuple[str, str], str] = {}  # (method, architecture) -> why it is skipped
+UNSUPPORTED: dict[tuple[str, str], str] = {  # (method, architecture) -> why it is skipped
+    (row, "tiny_gpt2"): f"PEFT's {row.removeprefix('peft-')} has no layer for GPT-2's Conv1D (test_peft_method.py)"
+    for row in ("peft-loha", "peft-lokr", "peft-oft", "peft-boft")
+}
 WHOLE_MODEL = {"full", "last_layers"}
 IDS = torch.tensor([[1, 10, 20, 30, 40, 50, 60]])
 
@@ -239,7 +255,7 @@ def test_merge_refuses_methods_that_cannot_merge(trained, method, tmp_path, caps
     assert not (tmp_path / "merged").exists()
 
 
-@pytest.mark.parametrize("method", ["dora", "ia3", "adalora", "qlora"])
+@pytest.mark.parametrize("method", ["dora", "ia3", "adalora", "qlora", *PEFT_ROWS])
 def test_merge_matches_base_plus_adapter(trained, method, tmp_path):
     from tunelab.inference.merge import merge_run
 
@@ -294,6 +310,9 @@ def test_artifact_holds_exactly_what_trained(trained, method):
     stored = sum(t.numel() for t in saved.values() if t.is_floating_point())
     if method == "adalora":  # PEFT stores only the ranks the allocator kept
         assert 0 < stored < result.summary["trainable_params"]
+    elif method == "peft-vera":  # and VeRA its frozen random projections, shared by every layer
+        projections = sum(t.numel() for name, t in saved.items() if name.rsplit(".", 1)[-1] in ("vera_A", "vera_B"))
+        assert projections and stored == result.summary["trainable_params"] + projections
     else:
         assert stored == result.summary["trainable_params"]
 
@@ -303,15 +322,16 @@ def test_methods_listing_counts_parameters_without_training(tiny_llama):
 
     listings = {item.name: item for item in list_methods(str(tiny_llama))}
     # features trains classifiers only (tests/methods/test_features.py); the rest train nothing
-    assert set(listings) == set(METHODS) | {"features", "zeroshot", "fewshot", "rag"}
+    assert set(listings) == METHOD_NAMES | {"features", "zeroshot", "fewshot", "rag"}
     for name in ("zeroshot", "fewshot", "rag"):
         assert listings[name].trainable_params == 0 and listings[name].total_params == listings["full"].total_params
     assert "classification" in listings["features"].note
-    for name in METHODS:
+    for name in METHOD_NAMES:
         item = listings[name]
         assert item.trainable_params and 0 < item.trainable_pct <= 100, item
     assert listings["full"].trainable_pct == 100
     assert listings["lora"].trainable_params == 16_384  # r=8 on every linear layer of the tiny Llama
+    assert listings["peft"].trainable_params == 16_384  # its default type is lora, at PEFT's r=8
 
 
 def test_qlora_on_gpt2_merges_into_a_loadable_model(trained, tmp_path):

@@ -207,7 +207,7 @@ class TunelabConfig(StrictModel):
         config.yaml records)."""
         from tunelab.methods.registry import get_method
 
-        recommended = get_method(self.method.name).recommended_train(self.task)
+        recommended = get_method(self.method.name).recommended_train(self.task, self.method)
         for key, fallback in FALLBACK_TRAIN.items():
             if getattr(self.train, key) is None:
                 setattr(self.train, key, recommended.get(key, fallback))

@@ -66,8 +66,13 @@ class Method:
     recommended: ClassVar[dict[str, dict[str, float]]] = {}
     needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
 
-    def recommended_train(self, task: str) -> dict[str, float]:
-        """``train.*`` values for ``task`` that the user left unset take these."""
+    # True where load_base builds something other than the plain model (qlora's 4-bit base), so that
+    # a parameter count (tunelab methods --model) loads the method's own base instead of copying one.
+    needs_own_base: ClassVar[bool] = False
+
+    def recommended_train(self, task: str, options: MethodOptions | None = None) -> dict[str, float]:
+        """``train.*`` values for ``task`` that the user left unset take these (``options``: the run's,
+        for a method whose recommendation depends on them, such as peft's type)."""
         return dict(self.recommended.get(task, {}))
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:

@@ -1,17 +1,14 @@
-"""``ia3``: learned vectors that rescale keys, values and feed-forward activations (PEFT)."""
+"""``ia3``: a preset of the generic PEFT method (peft_method) for PEFT's IA3: learned vectors that
+rescale keys, values and feed-forward activations, on PEFT's per-architecture modules by default."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan, peft_task_type
-from tunelab.methods.peft_adapter import PeftAdapterMethod
-
-if TYPE_CHECKING:
-    from peft import PeftConfig
+from tunelab.methods.peft_method import PeftPreset
 
 
 class Ia3Options(MethodOptions):
@@ -24,20 +21,9 @@ class Ia3Options(MethodOptions):
     )
 
 
-class Ia3(PeftAdapterMethod):
-    recommended = {"causal_lm": {"lr": 1e-2}, "classification": {"lr": 1e-2}}
+class Ia3(PeftPreset):
     name = "ia3"
     options_type = Ia3Options
     summary = "rescaling vectors on keys, values and feed-forward layers (PEFT)"
     trains = "one scaling vector per target layer"
-    can_merge = True
-
-    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import IA3Config
-
-        assert isinstance(options, Ia3Options)
-        return IA3Config(
-            task_type=peft_task_type(plan),
-            target_modules=options.target_modules,
-            feedforward_modules=options.feedforward_modules,
-        )
+    peft_type = "ia3"

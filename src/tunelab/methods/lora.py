@@ -1,17 +1,14 @@
-"""``lora`` and ``dora``: low-rank adapters through PEFT; the artifact is the adapter alone."""
+"""``lora`` and ``dora``: presets of the generic PEFT method (peft_method) for PEFT's LoRA, under
+tunelab's option names (``alpha``, ``dropout``) and defaults (r 8, alpha 16, every linear layer)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from tunelab.config.schema import MethodOptions
-from tunelab.methods.base import TrainingPlan, peft_task_type
-from tunelab.methods.peft_adapter import PeftAdapterMethod
-
-if TYPE_CHECKING:
-    from peft import PeftConfig
+from tunelab.methods.peft_method import PeftPreset
 
 
 class LoraOptions(MethodOptions):
@@ -24,25 +21,13 @@ class LoraOptions(MethodOptions):
     )
 
 
-class Lora(PeftAdapterMethod):
-    recommended = {"causal_lm": {"lr": 1e-3}, "classification": {"lr": 2e-3}}
+class Lora(PeftPreset):
     name = "lora"
     options_type = LoraOptions
     summary = "low-rank adapters on the linear layers (PEFT)"
     trains = "low-rank A, B matrices beside each target layer"
-    can_merge = True
-
-    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        from peft import LoraConfig
-
-        assert isinstance(options, LoraOptions)
-        return LoraConfig(
-            task_type=peft_task_type(plan),
-            r=options.r,
-            lora_alpha=options.alpha,
-            lora_dropout=options.dropout,
-            target_modules=options.target_modules,
-        )
+    peft_type = "lora"
+    renamed = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
 
 class DoraOptions(LoraOptions):
@@ -56,8 +41,4 @@ class Dora(Lora):
     options_type = DoraOptions
     summary = "LoRA with weight decomposition into magnitude and direction (PEFT)"
     trains = "low-rank direction update plus a magnitude vector per target layer"
-
-    def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
-        config = super().peft_config(options, plan)
-        config.use_dora = True
-        return config
+    fixed = {"use_dora": True}

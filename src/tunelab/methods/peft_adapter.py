@@ -1,7 +1,9 @@
 """What every PEFT-backed method shares: wrapping, saving, loading and merging a PEFT adapter.
 
-Each PEFT method (``lora`` now; DoRA, IA3, prefix tuning and the rest next) only says which
-``peft`` config its options become.
+Each PEFT method only says which ``peft`` config its options become: the generic ``peft`` method
+and its presets ``lora``, ``dora``, ``ia3`` (peft_method), and the methods that add behaviour of
+their own (qlora, adalora, prompt_learning, llama_adapter). What is ours here: the classification
+head named for PEFT's ``modules_to_save``, the empty-adapter check and one-line errors.
 """
 
 from __future__ import annotations
@@ -51,11 +53,27 @@ def adapts_embeddings(model: nn.Module) -> bool:
     )
 
 
+def head_modules_to_save(head: dict[str, nn.Module]) -> list[str]:
+    """The classification head as PEFT's ``modules_to_save``: each module in it that holds weights
+    itself (``classifier``, ``score``, ``pooler.dense``), not a container around them (BERT's
+    ``pooler``): PEFT's tuners other than LoRA cannot merge around a wrapped module without a weight."""
+    names = set()
+    for name, module in head.items():
+        for inner, part in module.named_modules():
+            if any(True for _ in part.parameters(recurse=False)):
+                names.add(".".join([name.rsplit(".", 1)[-1], *([inner] if inner else [])]))
+    return sorted(names)
+
+
 class PeftAdapterMethod(Method):
     saves_adapter_only = True
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:  # pragma: no cover
         raise NotImplementedError  # every subclass says which PEFT config its options become
+
+    def label(self, options: MethodOptions) -> str:
+        """The method as errors name it (the generic peft method adds its type: ``peft (loha)``)."""
+        return self.name
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The frozen base in the run's precision (bf16 / fp16 halve its memory); PEFT keeps the
@@ -77,12 +95,14 @@ class PeftAdapterMethod(Method):
             # the head (and BERT's pooler) trains and is saved with the adapter; PEFT alone would
             # keep only a module named classifier or score, and leave a freshly initialised pooler frozen
             if not hasattr(config, "modules_to_save"):
-                raise UserError(f"method {self.name} cannot train a classification head (PEFT has no modules_to_save)")
-            config.modules_to_save = sorted({name.rsplit(".", 1)[-1] for name in head})
+                raise UserError(
+                    f"method {self.label(options)} cannot train a classification head (PEFT has no modules_to_save)"
+                )
+            config.modules_to_save = sorted({*(config.modules_to_save or []), *head_modules_to_save(head)})
         try:
             peft_model = get_peft_model(model, config)
         except (ValueError, TypeError, KeyError, NotImplementedError) as error:
-            raise UserError(f"method {self.name}: {first_line(error)}") from None
+            raise UserError(f"method {self.label(options)}: {first_line(error)}") from None
         for parameter in peft_model.parameters():  # trainable weights stay fp32 over a half-precision base
             if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
                 parameter.data = parameter.data.float()
@@ -110,4 +130,11 @@ class PeftAdapterMethod(Method):
     def merge(self, model: nn.Module, directory: Path) -> nn.Module:
         if not self.can_merge:
             return super().merge(model, directory)
-        return model.merge_and_unload()
+        try:
+            return model.merge_and_unload()
+        except (NotImplementedError, ValueError) as error:  # a tuner PEFT cannot merge (Lily, Poly, ...)
+            kind = str(model.peft_config[model.active_adapter].peft_type.value).lower()
+            raise UserError(
+                f"method {self.name}: PEFT cannot merge a {kind} adapter into its base model ({first_line(error)}); "
+                f"load the run folder {directory} directly instead"
+            ) from None

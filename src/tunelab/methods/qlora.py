@@ -70,6 +70,7 @@ class Qlora(Lora):
     options_type = QloraOptions
     summary = "LoRA on a 4-bit NF4 base with double quantisation (bitsandbytes + PEFT)"
     trains = "low-rank A, B matrices; the base stays 4-bit"
+    needs_own_base = True
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         import torch

@@ -33,6 +33,7 @@ def _builtin_methods() -> list[Method]:
     from tunelab.methods.last_layers import LastLayers
     from tunelab.methods.llama_adapter import LlamaAdapter
     from tunelab.methods.lora import Dora, Lora
+    from tunelab.methods.peft_method import Peft
     from tunelab.methods.prompt_learning import MultitaskPromptTuning, PrefixTuning, PromptTuning, Ptuning
     from tunelab.methods.qlora import Qlora
 
@@ -44,6 +45,7 @@ def _builtin_methods() -> list[Method]:
         Qlora(),
         AdaLora(),
         Ia3(),
+        Peft(),
         PrefixTuning(),
         PromptTuning(),
         Ptuning(),
@@ -97,6 +99,9 @@ def parse_method_options(value: Any) -> MethodOptions:
         return method.options_type.model_validate(value)
     except ValidationError as error:
         first = error.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, MethodOptionError):  # raised by the options' own validator (peft's type check)
+            raise cause from None
         where = ".".join(str(part) for part in first["loc"])
         message = first["msg"]
         if first["type"] == "extra_forbidden":
