@@ -1,10 +1,10 @@
 """Run a comparison: train every entry under the same budget and record each.
 
 Each entry trains with ``tunelab.training.recipe.train`` into ``output_dir/runs/<name>``. Running a
-comparison again keeps what is done: an entry whose folder holds its finished run (same config,
-same budget, by ``RunDirectory``'s rules) is not retrained; an entry that was interrupted (its
-folder has checkpoints but no summary) resumes from its latest checkpoint; a failed entry is tried
-again. ``only=NAME`` trains that entry from scratch and leaves the others as they are.
+comparison again keeps what is done, as ``runs.decision`` decides for pipelines too: an entry whose
+folder holds its finished run (same config, same budget) is not retrained; an entry that was
+interrupted (its folder has checkpoints but no summary) resumes from its latest checkpoint; a failed
+entry is tried again. ``only=NAME`` trains that entry from scratch and leaves the others as they are.
 
 A failing entry (bad options, out of memory, a library's error, a Ray worker that died) is
 recorded with its error's first line and the comparison goes on. ``results.json`` /
@@ -40,14 +40,11 @@ from tunelab.compare.spec import ComparisonSpec, Entry, entry_config
 from tunelab.compare.tuning import tune_learning_rate
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError, first_line
+from tunelab.runs.decision import RunAction, decide_run
 from tunelab.runs.lock import FolderLock
-from tunelab.runs.reading import read_run_config
-from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
-
-BUDGET_TRAIN_KEYS = ("max_steps", "max_tokens", "epochs")
 
 
 @dataclass
@@ -62,51 +59,15 @@ class ComparisonResult:
     report_html: Path
 
 
-def _plain(config: TunelabConfig) -> dict[str, Any]:
-    """The config as ``train`` records it in config.yaml (local paths absolute)."""
-    from tunelab.config.loading import with_absolute_paths
-
-    return with_absolute_paths(config).to_plain()
-
-
-def _same_budget(run: RunDirectory, plain: dict[str, Any]) -> bool:
-    """RunDirectory lets a run's budget change on resume; a comparison's entries must share theirs."""
-    recorded = read_run_config(run.path).get("train", {})
-    return all(recorded.get(key) == plain["train"].get(key) for key in BUDGET_TRAIN_KEYS)
-
-
-def _finished(run: RunDirectory, plain: dict[str, Any]) -> bool:
-    return run.holds_finished_run_of(plain) and _same_budget(run, plain)
-
-
-def _resumable(run: RunDirectory, config: TunelabConfig, plain: dict[str, Any]) -> bool:
-    """Interrupted (checkpoints, no summary), same config and budget, and a method that can resume."""
-    from tunelab.methods.registry import get_method
-
-    if run.summary_file.is_file() or not any(run.checkpoints.glob("step-*")):
-        return False
-    if not get_method(config.method.name).supports_resume or not run.config_file.is_file():
-        return False
-    try:
-        run.check_can_start(plain, resume=True, overwrite=False)
-    except UserError:
-        return False
-    return _same_budget(run, plain)
-
-
 def _train_entry(entry: Entry, config: TunelabConfig, from_scratch: bool, progress: bool) -> str:
     """Train the entry unless its folder holds its finished run; returns what was done."""
     from tunelab.training.recipe import train
 
-    run, plain = RunDirectory(entry.run_dir), _plain(config)
-    if not from_scratch and _finished(run, plain):
-        log.info(f"entry {entry.name}: finished earlier, kept")
-        return "skipped"
-    resume = not from_scratch and _resumable(run, config, plain)
-    config = config.model_copy(update={"train": config.train.model_copy(update={"resume": resume})})
-    log.info(f"entry {entry.name}: {'resuming' if resume else 'training'} ({config.method.name}) in {run.path}")
-    train(config, overwrite=not resume, progress=progress)
-    return "resumed" if resume else "trained"
+    decision = decide_run(config, retrain_because="only this entry is asked for" if from_scratch else None)
+    log.info(decision.log_line(f"entry {entry.name}", config.method.name))
+    if decision.action is not RunAction.SKIP:
+        train(decision.config_to_train(config), overwrite=decision.overwrite, progress=progress)
+    return decision.action.value
 
 
 def _free_memory() -> None:
@@ -153,8 +114,8 @@ def _untouched_record(entry: Entry, previous: dict[str, Any] | None) -> dict[str
     """The record of an entry ``only`` leaves alone: its finished run, else what was recorded before."""
     config = entry_config(entry)
     method = config.method.model_dump(mode="json")
-    if _finished(RunDirectory(entry.run_dir), _plain(config)):
-        return entry_record(entry.name, entry.run_dir, FINISHED, method=method, action="skipped")
+    if decide_run(config).action is RunAction.SKIP:
+        return entry_record(entry.name, entry.run_dir, FINISHED, method=method, action=RunAction.SKIP.value)
     if previous is not None:
         return {**previous, "action": NOT_RUN}
     return entry_record(entry.name, entry.run_dir, NOT_RUN, method=method, action=NOT_RUN)

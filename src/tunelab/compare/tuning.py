@@ -20,8 +20,8 @@ from tunelab.compare.spec import Budget, Entry, entry_config
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
 from tunelab.runs.atomic import write_text_atomic
+from tunelab.runs.decision import RunAction, decide_run
 from tunelab.runs.reading import read_summary
-from tunelab.runs.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
 
@@ -89,7 +89,6 @@ def trial_score(summary: dict[str, Any]) -> tuple[str, float, bool]:
 
 def tune_learning_rate(entry: Entry, budget: Budget, folder: Path, progress: bool) -> dict[str, Any]:
     """Train one short trial per learning rate; the chosen one and every trial's figures."""
-    from tunelab.config.loading import with_absolute_paths
     from tunelab.training.recipe import train
 
     config = entry_config(entry)
@@ -99,8 +98,7 @@ def tune_learning_rate(entry: Entry, budget: Budget, folder: Path, progress: boo
         run_dir = folder / f"lr-{lr:g}"
         tree = trial_tree(entry, budget, lr, train_file, validation_file, run_dir)
         trial = entry_config(Entry(entry.name, tree, run_dir))
-        finished = RunDirectory(run_dir)
-        if finished.holds_finished_run_of(with_absolute_paths(trial).to_plain()):
+        if decide_run(trial).action is RunAction.SKIP:
             summary = read_summary(run_dir)  # tried earlier with the same settings: kept
         else:
             log.info(f"entry {entry.name}: tuning, lr {lr:g}")

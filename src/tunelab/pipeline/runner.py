@@ -18,9 +18,9 @@ from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
 from tunelab.runs.atomic import write_json_atomic
+from tunelab.runs.decision import RunAction, decide_run
 from tunelab.runs.lock import FolderLock
 from tunelab.runs.reading import is_run_folder, read_summary
-from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
@@ -72,25 +72,16 @@ def _has_eval(config: TunelabConfig) -> bool:
 
 
 def _train_stage(stage: Stage, config: TunelabConfig, base_changed: bool) -> str:
-    """Train a stage unless its folder already holds the finished run (and the stage it starts
-    from was not just retrained); returns its status."""
-    from tunelab.config.loading import with_absolute_paths
+    """Keep, resume or train a stage as ``runs.decision`` decides (trained again from the start when
+    the stage it starts from was just retrained); returns its status."""
     from tunelab.training.recipe import train
 
-    run = RunDirectory(stage.run_dir)
-    if not base_changed and run.holds_finished_run_of(with_absolute_paths(config).to_plain()):
-        log.info(f"stage {stage.name}: finished earlier, skipped")
-        return "skipped"
-    resume = any(run.checkpoints.glob("step-*")) and not run.summary_file.is_file()
-    if resume:
-        try:
-            run.check_can_start(config.to_plain(), resume=True, overwrite=False)
-        except UserError:
-            resume = False
-    config = config.model_copy(update={"train": config.train.model_copy(update={"resume": resume})})
-    log.info(f"stage {stage.name}: training ({config.method.name}) in {stage.run_dir}")
-    train(config, overwrite=not resume, progress=False)
-    return "resumed" if resume else "trained"
+    because = "the stage it starts from was trained again" if base_changed else None
+    decision = decide_run(config, retrain_because=because)
+    log.info(decision.log_line(f"stage {stage.name}", config.method.name))
+    if decision.action is not RunAction.SKIP:
+        train(decision.config_to_train(config), overwrite=decision.overwrite, progress=False)
+    return decision.action.value
 
 
 def run_pipeline(spec: PipelineSpec) -> PipelineReport:
@@ -127,7 +118,7 @@ def _run_stages(spec: PipelineSpec) -> PipelineReport:
             base_changed = (
                 stage.follows_previous
                 and bool(report.stages[:-1])
-                and (report.stages[-2]["status"] in ("trained", "resumed"))
+                and (report.stages[-2]["status"] in (RunAction.TRAIN, RunAction.RESUME))
             )
             entry["status"] = _train_stage(stage, config, base_changed)
         except TrainingInterrupted as interruption:

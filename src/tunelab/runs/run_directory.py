@@ -11,7 +11,9 @@ Layout::
     checkpoints/     step-N folders for resuming
 
 It refuses a folder that holds something else (a different run, unrelated files) unless the
-user asks to overwrite it, and every file is written atomically.
+user asks to overwrite it, and every file is written atomically. What "the same run" means is
+``holds_same_run``'s: ``train`` (``check_can_start``) and the skip / resume / train decision of
+compare and pipeline (decision.py) both go by it; reading the files back is reading.py's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from tunelab.errors import UserError
 from tunelab.runs.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
-from tunelab.runs.reading import PENDING, RUN_CONFIG_FILE, RUN_SUMMARY_FILE, read_run_config, read_summary
+from tunelab.runs.reading import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, read_run_config
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUMABLE_CHANGES = {
@@ -46,14 +48,18 @@ RESUMABLE_CHANGES = {
         "chunked_loss",
     },
 }
+# The budget among them: train.resume=true may raise it (train on to a larger max_steps), but a run
+# that compare or pipeline keeps or resumes on its own must have the budget its config now asks for.
+BUDGET_KEYS = ("max_steps", "max_tokens", "epochs")
 
 
-def _identity(plain_config: dict[str, Any]) -> dict[str, Any]:
+def _identity(plain_config: dict[str, Any], with_budget: bool) -> dict[str, Any]:
     identity = json.loads(json.dumps(plain_config))
     identity.pop("output_dir", None)  # the same folder may be named another way, or moved
     for section, keys in RESUMABLE_CHANGES.items():
         for key in keys:
-            identity.get(section, {}).pop(key, None)
+            if not (with_budget and section == "train" and key in BUDGET_KEYS):
+                identity.get(section, {}).pop(key, None)
     return identity
 
 
@@ -96,25 +102,28 @@ class RunDirectory:
                 f"output_dir {self.path} already holds a run; pass --overwrite to replace it "
                 "or train.resume=true to continue it"
             )
-        if not self._holds_same_run(plain_config):
+        if not self.holds_same_run(plain_config):
             raise UserError(
                 f"output_dir {self.path} holds a different run (its config.yaml differs); "
                 "choose another folder or pass --overwrite"
             )
-        if not any(self.checkpoints.glob("step-*")):
+        if not self.has_checkpoint():
             raise UserError(
                 f"output_dir {self.path} holds no checkpoint to resume from (set train.save_every); "
                 "pass --overwrite to start the run again"
             )
 
-    def holds_finished_run_of(self, plain_config: dict[str, Any]) -> bool:
-        """Whether the folder holds a finished run of this same config (budget keys aside)."""
-        if not (self.summary_file.is_file() and self.config_file.is_file()):
+    def holds_same_run(self, plain_config: dict[str, Any], same_budget: bool = False) -> bool:
+        """Whether config.yaml records a run of ``plain_config``: equal but for the folder's name and
+        the keys a resumed run may change (``RESUMABLE_CHANGES``); with ``same_budget``, the budget
+        must be equal too."""
+        if not self.config_file.is_file():
             return False
-        return PENDING not in read_summary(self.path) and self._holds_same_run(plain_config)
+        recorded = read_run_config(self.path)
+        return _identity(recorded, same_budget) == _identity(plain_config, same_budget)
 
-    def _holds_same_run(self, plain_config: dict[str, Any]) -> bool:
-        return _identity(read_run_config(self.path)) == _identity(plain_config)
+    def has_checkpoint(self) -> bool:
+        return any(self.checkpoints.glob("step-*"))
 
     def start(self, plain_config: dict[str, Any], overwrite: bool) -> None:
         if overwrite and self.path.exists():
