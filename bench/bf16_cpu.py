@@ -48,6 +48,7 @@ def child(args: argparse.Namespace) -> None:
         f"train.max_steps={args.steps}",
         "train.log_every=1",
         "train.scheduler=constant",
+        f"train.threads={args.threads}",
         f"train.lr={2e-4 if args.method != 'full' else 2e-5}",
     ]
     if args.method == "lora":
@@ -59,7 +60,7 @@ def child(args: argparse.Namespace) -> None:
 
 def run(precision: str, args: argparse.Namespace, scratch: Path) -> dict:
     command = [sys.executable, __file__, "--child", precision, "--output", str(scratch / precision)]
-    for option in ("model", "method", "steps", "batch", "max_length"):
+    for option in ("model", "method", "steps", "batch", "max_length", "threads"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     if finished.returncode != 0:
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: steadiest on a busy machine)")
     parser.add_argument("--rounds", type=int, default=1, help="2: fp32, bf16, fp32 (run-to-run noise of fp32)")
     parser.add_argument("--child", choices=("fp32", "bf16"))
     parser.add_argument("--output")
