@@ -15,8 +15,11 @@ length-sorted batches that cuts each answer at the stop afterwards; ``padded``, 
 batches that stop each row at its stop string but run a batch until its last row ends (tunelab
 before; alpaca only, since without a stop string it is the plain loop); ``tunelab``,
 ``generate_answers``, where a finished row leaves the batch and the next prompt takes its place.
-It reports each way's median time, the kept answer tokens per second, the ratio to the plain loop
-and whether the answers are the same.
+With ``--transformers`` the json workload also runs ``transformers``, transformers' own continuous
+batching (``model.generate_batch``, paged attention; its requests end at EOS, which the json answers
+do): the measurement behind evaluation/generation.py's loop of its own. It reports each way's
+median time, the kept answer tokens per second, the ratio to the plain loop and whether the answers
+are the same.
 
 On a CPU shared with other work, set ``OMP_WAIT_POLICY=PASSIVE`` (or ``OMP_NUM_THREADS=1``) for a
 fair comparison: by default the main thread's OpenMP team spins while it waits, which on busy cores
@@ -24,7 +27,8 @@ makes every op of a ``generate`` in the main thread several times slower, while 
 thread continuous batching runs in throttles its spinning (libgomp does once it has more threads
 than cores) and is spared.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py           # ~10 min on 2 CPU cores
+    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py           # ~20 min on 2 CPU cores
+    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py --transformers
     python bench/eval_generation.py --rows 16 --json-rows 16 --rounds 1
 """
 
@@ -79,6 +83,29 @@ def plain_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
     return answers
 
 
+def transformers_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch: int) -> list[str]:
+    """transformers' continuous batching (``generate_batch``), ``batch`` requests at a time, to EOS."""
+    from transformers import ContinuousBatchingConfig
+
+    from tunelab.evaluation.generation import greedy_config
+
+    page = 64
+    longest = max(len(ids) for ids in prompts) + max_new_tokens
+    paging = ContinuousBatchingConfig(
+        page_size=page,
+        num_blocks=int(batch * -(-longest // page) / 0.85) + 2,  # the scheduler keeps 15% of pages free
+        max_batch_tokens=512,  # prompt tokens a forward pass takes: larger was slower here (dense packed attention)
+        max_requests_per_batch=batch,
+        allow_block_sharing=False,
+        auto_switch_to_flash=False,  # the model's sdpa, as generate() uses it
+    )
+    config = greedy_config(model, tokenizer, max_new_tokens)
+    outputs = model.generate_batch(prompts, generation_config=config, continuous_batching_config=paging, warmup=False)
+    if len(outputs) != len(prompts):
+        raise RuntimeError(f"generate_batch answered {len(outputs)} of {len(prompts)} prompts")
+    return [tokenizer.decode(output.generated_tokens, skip_special_tokens=True).strip() for output in outputs.values()]
+
+
 def alpaca_prompts(tokenizer, rows: int) -> list[list[int]]:
     questions = [row for row in json.loads(ALPACA_DEMO.read_text()) if not row.get("input")][:rows]
     return [tokenizer(f"Question: {row['instruction']}\nAnswer:").input_ids for row in questions]
@@ -121,7 +148,7 @@ def compare(name: str, ways: dict[str, Callable[[], list[str]]], tokenizer, roun
             started = time.perf_counter()
             answers[way] = ways[way]()
             seconds[way].append(time.perf_counter() - started)
-            print(f"{name} round {round_index + 1} {way:8} {seconds[way][-1]:7.1f} s", flush=True)
+            print(f"{name} round {round_index + 1} {way:12} {seconds[way][-1]:7.1f} s", flush=True)
     plain = answers["plain"]
     kept = sum(len(tokenizer(answer, add_special_tokens=False).input_ids) for answer in plain)
     base = statistics.median(seconds["plain"])
@@ -130,7 +157,7 @@ def compare(name: str, ways: dict[str, Callable[[], list[str]]], tokenizer, roun
         median = statistics.median(seconds[way])
         same = sum(a == b for a, b in zip(answers[way], plain, strict=True))
         print(
-            f"  {way:8} {median:7.1f} s  {kept / median:6.1f} kept tokens/s  x{base / median:.2f}  "
+            f"  {way:12} {median:7.1f} s  {kept / median:6.1f} kept tokens/s  x{base / median:.2f}  "
             f"same answers as plain {same}/{prompts}"
         )
 
@@ -143,6 +170,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--transformers", action="store_true", help="json: also transformers' generate_batch")
     args = parser.parse_args()
     if not ALPACA_DEMO.is_file():
         raise SystemExit(f"this benchmark needs the Alpaca demo at {ALPACA_DEMO} (../shared/data next to the project)")
@@ -173,6 +201,8 @@ def main() -> None:
         "plain": lambda: plain_answers(model, tokenizer, requests, new, batch, ()),
         "tunelab": lambda: generate_answers(model, tokenizer, requests, new, batch),
     }
+    if args.transformers:
+        ways["transformers"] = lambda: transformers_answers(model, tokenizer, requests, new, batch)
     compare("json", ways, tokenizer, args.rounds, len(requests))
 
 
