@@ -17,6 +17,7 @@ from tunelab.compare.results import (
     primary_metric,
     read_results,
     sort_records,
+    task_metrics,
     write_results,
 )
 from tunelab.errors import UserError
@@ -127,3 +128,8 @@ def test_report_inputs_are_comparison_folders_or_finished_run_folders(tmp_path):
     assert [r["name"] for r in found] == ["lora", "lora (2)"] and "note" in environment
     with pytest.raises(UserError, match="neither a comparison folder"):
         load_records([tmp_path])
+
+
+def test_speed_figures_are_not_task_metrics():
+    summary = {"accuracy": 0.9, "mfu": 0.3, "padding_share": 0.1, "threads": 2, "steady_tokens_per_s": 50.0}
+    assert task_metrics(summary, {}) == {"accuracy": 0.9}

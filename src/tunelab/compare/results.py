@@ -59,6 +59,9 @@ RUN_FIGURES = {
     "train_time_s", "tokens_per_s", "peak_memory_bytes", "base_weights_bytes", "train_loss", "eval_loss",
     "steps", "epochs", "train_examples", "tokens_seen", "precision", "device", "processes", "task_ids",
     "pad_token_id", "method_prep_time_s", "eval_time_s", "skipped_steps",
+    # how fast the run went (training.throughput): figures of the machine, not of the task
+    "steady_tokens_per_s", "target_tokens_per_s", "padding_share", "mfu", "first_step_s", "matmul_peak_gflops",
+    "threads",
 }  # fmt: skip
 COPIED_FIGURES = (
     "trainable_params", "total_params", "peak_memory_bytes", "train_time_s", "tokens_per_s",
