@@ -87,3 +87,21 @@ def test_an_architecture_with_more_than_a_head_keeps_the_plain_path(tiny_bert):
     from transformers import AutoModelForMaskedLM
 
     assert not supports_head_loss(AutoModelForMaskedLM.from_pretrained(tiny_bert))
+
+
+def test_a_bf16_base_under_fp32_adapters_gives_the_plain_loss(tiny_llama):
+    """The head runs outside the model's forward (and accelerate's autocast): a LoRA run in bf16 keeps
+    a bf16 base with fp32 adapters on every linear layer, so the hidden states it gets may be fp32."""
+    from tunelab.methods.base import TrainingPlan
+
+    method = get_method("lora")
+    options = method.options_type(name="lora", r=4, target_modules="all-linear")
+    base = method.load_base(str(tiny_llama), "bf16")
+    model = method.prepare(base, options, TrainingPlan(model_reference=str(tiny_llama)))
+    base.model.norm.float()  # fp32 hidden states over a bf16 head, as SmolLM2's LoRA bf16 run handed the head
+    batch = lm_batch(model.config.vocab_size)
+    model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)  # as accelerate.prepare does
+    with torch.no_grad():
+        plain = summed_loss(batch_logits(model, method, batch), batch.labels)
+        chunked = batch_loss(model, method, batch)  # its head runs outside the forward, as in the loop
+    torch.testing.assert_close(chunked, plain, atol=2e-2 * float(plain), rtol=0)  # bf16 precision

@@ -46,7 +46,9 @@ def supports_head_loss(model: nn.Module) -> bool:
 
 
 def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module) -> torch.Tensor:
-    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+    # the head runs outside the model's forward, so outside accelerate's autocast: give it the
+    # hidden states in its own weights' dtype (a bf16 base under fp32 adapters hands back fp32)
+    return F.cross_entropy(head(hidden.to(head.weight.dtype)).float(), targets, reduction="sum")
 
 
 def summed_head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
