@@ -37,7 +37,6 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     """Give a tokenizer without a chat template the default layout above."""
     if not getattr(tokenizer, "chat_template", None):
