@@ -21,14 +21,14 @@ do): the measurement behind evaluation/generation.py's loop of its own. It repor
 median time, the kept answer tokens per second, the ratio to the plain loop and whether the answers
 are the same.
 
-On a CPU shared with other work, set ``OMP_WAIT_POLICY=PASSIVE`` (or ``OMP_NUM_THREADS=1``) for a
-fair comparison: by default the main thread's OpenMP team spins while it waits, which on busy cores
-makes every op of a ``generate`` in the main thread several times slower, while the team of the
-thread continuous batching runs in throttles its spinning (libgomp does once it has more threads
-than cores) and is spared.
+On a CPU shared with other work, set ``OMP_WAIT_POLICY=PASSIVE`` (or ``OMP_NUM_THREADS=1``) when
+``--transformers`` runs: by default the main thread's OpenMP team spins while it waits, which on
+busy cores makes every op in the main thread (plain, padded and tunelab run there) several times
+slower, while the team of the thread transformers' continuous batching runs in throttles its
+spinning (libgomp does once it has more threads than cores) and is spared.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py           # ~20 min on 2 CPU cores
-    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py --transformers
+    OMP_WAIT_POLICY=PASSIVE python bench/eval_generation.py --transformers   # ~1 h on 2 busy CPU cores
+    python bench/eval_generation.py                                         # without transformers' way
     python bench/eval_generation.py --rows 16 --json-rows 16 --rounds 1
 """
 

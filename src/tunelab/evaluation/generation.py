@@ -3,17 +3,20 @@
 A batch of ``model.generate`` runs until its last row ends: one long answer keeps the finished rows
 decoding padding. Here a row that ends leaves the batch at once and the next prompt (longest
 first) takes its place, so every forward pass decodes live rows only (``continuous_answers``). The
-answers are greedy ``generate``'s token for token: the same inputs reach the model (prompts padded
-on the left, positions counted from the attention mask as ``generate`` counts them, a
-``DynamicCache``), only fewer rows, and a newcomer's cache joins the batch's padded on the left.
+model sees what ``generate`` gives it (prompts padded on the left, positions counted along the
+attention mask, a ``DynamicCache``, the last position's logits, the largest taken), only fewer
+rows, and a newcomer's cache joins the batch's padded on the left, so the answers are
+``generate``'s token for token as far as batching ever keeps them: a row's logits can differ in
+their last bits with the rows beside it, as between ``generate``'s own batches.
 
 Why a loop of our own rather than transformers' continuous batching (``generate_batch``,
 ``ContinuousBatchingManager``): it runs on the CPU and gives the same tokens, but without a flash
 attention kernel (none on the CPU) its paged attention packs every row into one sequence under a
-dense mask, so each step attends over all rows' caches at once: the cost grows with the rows
-squared times the context. On 2 CPU cores, with SmolLM2-135M-Instruct in batches of 8, it answered
-short Alpaca questions x2.1 faster than plain ``generate`` but three-shot SNIPS-to-JSON prompts
-(~250 tokens) x0.90, slower. Its requests also stop only at EOS or ``max_new_tokens``.
+dense mask, so each step attends over all rows' caches at once, a cost that grows with the rows
+squared times the context. It pays off on short prompts; on three-shot SNIPS-to-JSON prompts (~250
+tokens, SmolLM2-135M-Instruct, batches of 8, 2 CPU cores) it ran at x0.82 the speed of plain
+``generate`` where this loop runs at x1.35 (``bench/eval_generation.py --transformers``). Its
+requests also stop only at EOS or ``max_new_tokens``, not at a stop string.
 
 What the loop cannot serve exactly goes through padded batches of ``model.generate``, stopped row
 by row with ``AnswerStopped`` (``padded_batches_reason`` says why): prompt learning (prompt, prefix
