@@ -33,7 +33,7 @@ FIGURES = ("steady_tokens_per_s", "tokens_per_s", "peak_memory_bytes", "mfu", "m
 
 def child(args: argparse.Namespace) -> None:
     """One training run in this process; prints its figures and loss curve as one JSON line."""
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
     from tunelab.training.recipe import train
 
     overrides = [

@@ -175,7 +175,8 @@ def main() -> None:
     if not ALPACA_DEMO.is_file():
         raise SystemExit(f"this benchmark needs the Alpaca demo at {ALPACA_DEMO} (../shared/data next to the project)")
     from tunelab.evaluation.generation import generate_answers, padded_batch_answers
-    from tunelab.models.loading import load_model, load_tokenizer
+    from tunelab.methods.loading import load_model
+    from tunelab.models.loading import load_tokenizer
 
     reference = default_model()
     model, tokenizer = load_model(reference, dtype=torch.float32).eval(), load_tokenizer(reference)

@@ -29,7 +29,7 @@ from shared_inputs import default_model  # noqa: E402
 
 def child(path: str, model: str, steps: int, batch: int, output: str) -> None:
     """One training run in this process; prints its figures as one JSON line."""
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
     from tunelab.training import recipe
 
     overrides = [

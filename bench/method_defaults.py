@@ -104,7 +104,7 @@ def main() -> int:
         print(json.dumps({method: results[method]}), flush=True)
     print("\n| method | lr (its default) | accuracy | macro-F1 | threshold | met | steps | train time s |")
     print("|---|---:|---:|---:|---:|---|---:|---:|")
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
 
     for method, figures in results.items():
         lr = load_config(None, ["model=minilm", "task=classification", f"method.name={method}"]).train.lr

@@ -164,7 +164,8 @@ def check_data(args: argparse.Namespace, data_file: Path) -> dict[str, Any]:
     from tunelab import load_config
     from tunelab.data.chat_template import ensure_chat_template
     from tunelab.data.pipeline import prepare_data
-    from tunelab.models.loading import load_causal_lm, load_tokenizer
+    from tunelab.methods.loading import load_causal_lm
+    from tunelab.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(MODEL))
     ensure_chat_template(tokenizer)

@@ -215,8 +215,8 @@ def quiet_libraries() -> None:
 
 def tunelab_child(spec: RunSpec) -> dict[str, Any]:
     """One tunelab training through load_config + train; per-step figures from its metrics.jsonl."""
-    from tunelab.config.loading import load_config
     from tunelab.errors import UserError, first_line
+    from tunelab.methods.config_loading import load_config
     from tunelab.training.recipe import train
 
     data_file = data_file_for(spec)
@@ -300,7 +300,7 @@ def trl_dataset(spec: RunSpec, sequential: bool) -> Any:
     order (its first steps' micro-batches first) where TRL reads it sequentially."""
     from datasets import Dataset
 
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
 
     config = load_config(
         None, shared_overrides(replace(spec, setting={**spec.setting, "overrides": []}), data_file_for(spec))

@@ -115,7 +115,7 @@ def stories260k() -> Path:
 
 def training_config(model: Path, train_file: Path, output_dir: Path, **overrides):
     """A validated config for a short run on a tiny model; ``overrides`` use dotted keys."""
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
 
     base = {
         "model": str(model),

@@ -4,8 +4,8 @@ The public Python entry points mirror the CLI: ``load_config`` + ``train`` (``tu
 ``generate_text`` (``tunelab generate``) and ``merge_run`` (``tunelab merge``).
 """
 
-from tunelab.config.loading import load_config
 from tunelab.errors import UserError
+from tunelab.methods.config_loading import load_config
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import make_records, write_jsonl
 from tunelab.cli.main import EXIT_USAGE, main
-from tunelab.config.loading import load_config
+from tunelab.methods.config_loading import load_config
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

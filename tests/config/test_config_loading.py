@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunelab.config.loading import check_training_inputs, load_config
 from tunelab.errors import UserError
+from tunelab.methods.config_loading import check_training_inputs, load_config
 from tunelab.runs.run_directory import RunDirectory
 
 

@@ -20,7 +20,8 @@ from tunelab.evaluation.generation import (
     padded_batch_answers,
     padded_batches_reason,
 )
-from tunelab.models.loading import load_model, load_tokenizer
+from tunelab.methods.loading import load_model
+from tunelab.models.loading import load_tokenizer
 
 PROMPTS = [
     "Once upon a time",

@@ -10,7 +10,7 @@ from conftest import training_config
 from tunelab.cli.main import main
 from tunelab.errors import UserError
 from tunelab.inference.merge import merge_run
-from tunelab.models.loading import load_causal_lm
+from tunelab.methods.loading import load_causal_lm
 from tunelab.training.recipe import train
 
 

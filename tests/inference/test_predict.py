@@ -11,7 +11,8 @@ import torch
 from conftest import make_labelled_records, make_records, training_config, write_jsonl
 from tunelab.cli.main import main
 from tunelab.inference.predict import predict_labels
-from tunelab.models.loading import load_model, load_tokenizer
+from tunelab.methods.loading import load_model
+from tunelab.models.loading import load_tokenizer
 from tunelab.training.recipe import train
 
 LABELS = ["negative", "neutral", "positive"]

@@ -79,7 +79,7 @@ def without_the_package(monkeypatch):
 
 
 def test_minilm_without_its_package_is_a_clear_error(monkeypatch, tmp_path):
-    from tunelab.config.loading import check_training_inputs
+    from tunelab.methods.config_loading import check_training_inputs
 
     without_the_package(monkeypatch)
     config = sentiment_config(tmp_path / "run")

@@ -18,8 +18,9 @@ from transformers import AutoModelForCausalLM
 from conftest import training_config, write_jsonl
 from tunelab.inference.generate import generate_text, stop_token_ids
 from tunelab.inference.merge import merge_run
+from tunelab.methods.loading import load_causal_lm
 from tunelab.models.gguf import SOURCE_FILE
-from tunelab.models.loading import load_causal_lm, load_tokenizer
+from tunelab.models.loading import load_tokenizer
 from tunelab.models.resolve import gguf_source, model_location
 from tunelab.training.recipe import train
 

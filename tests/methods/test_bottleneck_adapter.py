@@ -30,7 +30,7 @@ from tunelab.methods.bottleneck_adapter import (
     BottleneckAdapter,
     find_bottleneck_adapters,
 )
-from tunelab.models.loading import load_causal_lm
+from tunelab.methods.loading import load_causal_lm
 from tunelab.training.recipe import train
 
 VARIANTS = ["houlsby", "pfeiffer"]

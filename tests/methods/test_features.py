@@ -14,7 +14,7 @@ from transformers import AutoModel
 from conftest import make_labelled_records, make_records, training_config, write_jsonl
 from tunelab.features import embedding
 from tunelab.features.embedding import embed_token_ids, pool
-from tunelab.models.loading import load_model
+from tunelab.methods.loading import load_model
 from tunelab.training.recipe import train
 
 KINDS = {"negative": "complaint", "positive": "praise", "neutral": "feedback"}

@@ -20,7 +20,7 @@ from conftest import make_records, training_config, write_jsonl
 from tunelab.errors import UserError
 from tunelab.inference.generate import generate_text
 from tunelab.methods.last_layers import find_transformer_blocks
-from tunelab.models.loading import load_causal_lm
+from tunelab.methods.loading import load_causal_lm
 from tunelab.training.recipe import train
 
 PEFT = {"method.name": "peft", "train.max_steps": 10}
@@ -213,16 +213,18 @@ def test_qlora_base_is_4bit_and_smaller(trained):
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_llama_adapter_starts_as_the_base_model(request, architecture, task_data, tmp_path):
-    from tunelab.config.schema import MethodOptions  # noqa: F401 - options come through the registry
+    from tunelab.config.schema import parse_method_options
     from tunelab.methods.base import TrainingPlan
-    from tunelab.methods.registry import get_method, parse_method_options
+    from tunelab.methods.registry import available_methods, get_method
 
     model_folder = request.getfixturevalue(architecture)
     base = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32).eval()
     with torch.no_grad():
         expected = base(input_ids=IDS).logits
     method = get_method("llama_adapter")
-    options = parse_method_options({"name": "llama_adapter", "adapter_len": 4, "adapter_layers": 1})
+    options = parse_method_options(
+        {"name": "llama_adapter", "adapter_len": 4, "adapter_layers": 1}, available_methods()
+    )
     adapted = method.prepare(
         AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32), options, TrainingPlan()
     ).eval()

@@ -16,9 +16,9 @@ import yaml
 
 from conftest import training_config
 from tunelab.cli.main import EXIT_USAGE, main
-from tunelab.config.loading import load_config
 from tunelab.errors import UserError
 from tunelab.methods.base import TrainingPlan
+from tunelab.methods.config_loading import load_config
 from tunelab.training.recipe import train
 
 
@@ -139,7 +139,7 @@ def test_a_type_without_layers_for_gpt2_is_one_line(tiny_gpt2, prompt_completion
 def test_a_type_peft_cannot_merge_trains_reloads_and_refuses_to_merge_in_one_line(
     tiny_llama, prompt_completion_file, tmp_path, capsys
 ):
-    from tunelab.models.loading import load_causal_lm
+    from tunelab.methods.loading import load_causal_lm
 
     options = {"method.name": "peft", "method.type": "lily", "train.max_steps": 2}
     result = train(training_config(tiny_llama, prompt_completion_file, tmp_path / "run", **options), progress=False)
@@ -161,7 +161,7 @@ def test_a_classifier_on_bert_trains_its_head_reloads_and_merges(tiny_bert, labe
 
     from tunelab.inference.merge import merge_run
     from tunelab.inference.predict import predict_labels
-    from tunelab.models.loading import load_model
+    from tunelab.methods.loading import load_model
 
     train_file, _ = labelled_data
     options = {"task": "classification", "method.name": "peft", "method.type": "loha", "train.max_steps": 3}

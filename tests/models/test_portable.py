@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from conftest import CORPUS, make_records, training_config, write_jsonl
 from tunelab.inference.merge import merge_run
-from tunelab.models.loading import load_causal_lm
+from tunelab.methods.loading import load_causal_lm
 from tunelab.models.portable import make_portable, portable_model_config, portable_tokenizer_config
 from tunelab.models.tiny import save_tiny_model
 from tunelab.training.recipe import train

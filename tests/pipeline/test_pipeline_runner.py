@@ -45,7 +45,7 @@ def test_stage_two_starts_from_stage_one_and_reruns_skip(pipeline_file, tiny_lla
     assert [s["status"] for s in report.stages] == ["trained", "trained"]
     assert yaml.safe_load((domain / "config.yaml").read_text())["model"] == str(general)
     # stage 2's frozen base is stage 1's trained weights, not the original model's
-    from tunelab.models.loading import load_causal_lm
+    from tunelab.methods.loading import load_causal_lm
 
     stage_two = load_causal_lm(str(domain)).unload()
     stage_one = load_file(general / "model.safetensors")

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from tunelab.config.loading import load_config, with_absolute_paths
+from tunelab.config.loading import with_absolute_paths
+
+from tunelab.methods.config_loading import load_config
 from tunelab.runs.decision import RunAction, decide_run
-from tunelab.runs.reading import PENDING
+from tunelab.run_files import PENDING
 from tunelab.runs.run_directory import RunDirectory
 
 BASE = ["model=some/model", "data.train=train.jsonl", "train.max_steps=10"]

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from conftest import make_labelled_records, make_records, training_config, write_jsonl
-from tunelab.models.loading import load_model, load_tokenizer
+from tunelab.models.loading import load_tokenizer
+from tunelab.methods.loading import load_model
 from tunelab.training.recipe import train
 
 IDS = torch.tensor([[1, 10, 20, 30, 40]])

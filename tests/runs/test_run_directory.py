@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tunelab.config.loading import load_config
+from tunelab.methods.config_loading import load_config
 from tunelab.errors import UserError
 from tunelab.runs.run_directory import RunDirectory
 

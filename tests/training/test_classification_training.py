@@ -15,9 +15,9 @@ from transformers import AutoModel
 
 from conftest import training_config
 from tunelab.errors import UserError
-from tunelab.models.loading import load_model
+from tunelab.methods.loading import load_model
+from tunelab.methods.registry import get_method
 from tunelab.training import recipe
-from tunelab.training.classification import padding_side_for
 from tunelab.training.recipe import train
 
 LABELS = ["negative", "neutral", "positive"]
@@ -87,7 +87,8 @@ def padded_batch(model: torch.nn.Module, pad_id: int) -> dict[str, torch.Tensor]
 
     encoder = model.encoder if type(model).__name__ == "FeatureClassifier" else model
     texts = [ClassificationExample([1, 10, 20, 30, 40, 50, 60], 0), ClassificationExample([1, 15, 25], 0)]
-    inputs = collate_classification(texts, pad_id, padding_side_for(encoder)).model_inputs
+    side = get_method("full").padding_side(encoder)  # by architecture
+    inputs = collate_classification(texts, pad_id, side).model_inputs
     assert inputs["attention_mask"].sum() == 10  # padded: 4 of the 14 positions
     return inputs
 

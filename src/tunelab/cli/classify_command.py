@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from tunelab.atomic import write_text_atomic
     from tunelab.data.loading import read_text_rows
     from tunelab.inference.predict import predict_labels
-    from tunelab.runs.atomic import write_text_atomic
 
     texts = args.text if args.text else read_text_rows(args.data, args.column)
     predictions = predict_labels(args.run_dir, texts)

@@ -35,8 +35,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _train_epilog() -> str:
     from tunelab.config.loading import describe_config_keys
+    from tunelab.methods.registry import available_methods
 
-    return describe_config_keys() + (
+    return describe_config_keys(available_methods()) + (
         "\n\nexamples:\n  tunelab train examples/tasks-to-json.yaml\n"
         "  tunelab train model=./my-model data.train=train.jsonl method.name=lora method.r=16 train.max_steps=50"
     )
@@ -190,7 +191,7 @@ def show_deprecations_once() -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from tunelab.config.loading import check_training_inputs, load_config
+        from tunelab.methods.config_loading import check_training_inputs, load_config
 
         config_path, overrides = args.config, list(args.overrides)
         if config_path is not None and "=" in config_path and not config_path.endswith((".yaml", ".yml")):

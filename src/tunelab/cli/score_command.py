@@ -73,9 +73,9 @@ def format_scores(metric: str, metrics: dict[str, Any], inferred: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tunelab.atomic import write_json_atomic
     from tunelab.metrics.files import read_texts
     from tunelab.metrics.scoring import score_predictions
-    from tunelab.runs.atomic import write_json_atomic
 
     labels = parse_labels(args.labels)
     predictions = read_texts(args.predictions, "predictions")

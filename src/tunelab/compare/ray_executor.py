@@ -36,10 +36,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import write_text_atomic
 from tunelab.compare.executors import EntryOutcome, EntryWork
 from tunelab.compare.spec import Entry
 from tunelab.errors import UserError, first_line
-from tunelab.runs.atomic import write_text_atomic
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")

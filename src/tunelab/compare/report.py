@@ -23,11 +23,11 @@ from typing import Any
 
 import yaml
 
+from tunelab.atomic import write_bytes_atomic, write_text_atomic
 from tunelab.compare.recommend import pareto_front, recommend
 from tunelab.compare.results import FINISHED, Metric, metric_value, primary_metric, sort_records
 from tunelab.compare.seeds import fold_seeds
-from tunelab.runs.atomic import write_bytes_atomic, write_text_atomic
-from tunelab.runs.reading import RUN_CONFIG_FILE
+from tunelab.run_files import RUN_CONFIG_FILE
 from tunelab.runs.run_directory import RunDirectory
 
 REPORT_FILE = "report.html"

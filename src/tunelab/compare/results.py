@@ -27,9 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import write_json_atomic, write_text_atomic
 from tunelab.errors import UserError
-from tunelab.runs.atomic import write_json_atomic, write_text_atomic
-from tunelab.runs.reading import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, is_run_folder, read_run_config, read_summary
+from tunelab.run_files import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, is_run_folder, read_run_config, read_summary
 from tunelab.runs.run_directory import RunDirectory
 
 RESULTS_JSON = "results.json"

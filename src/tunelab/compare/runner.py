@@ -138,7 +138,7 @@ def _previous_records(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _check_inputs(entries: list[Entry]) -> None:
     """Missing files and model folders answer before the first entry trains."""
-    from tunelab.config.loading import check_training_inputs
+    from tunelab.methods.config_loading import check_training_inputs
 
     for entry in entries:
         try:

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.config.loading import apply_override, deep_merge, describe_validation_error, read_yaml_mapping
+from tunelab.config.loading import apply_override, deep_merge, read_yaml_mapping
 from tunelab.config.schema import TunelabConfig
 from tunelab.data.loading import count_rows
 from tunelab.errors import UserError
+from tunelab.methods.config_loading import validate_config
+from tunelab.methods.registry import available_methods
 
 TOP_LEVEL_KEYS = ("output_dir", "base", "budget", "seeds", "entries")
 DEFAULT_OUTPUT_DIR = "runs/compare"
@@ -109,12 +111,10 @@ class ComparisonSpec:
 
 def entry_config(entry: Entry) -> TunelabConfig:
     """The entry's validated train config; errors name the entry."""
-    from pydantic import ValidationError
-
     try:
-        return TunelabConfig.model_validate(copy.deepcopy(entry.tree))
-    except ValidationError as error:
-        raise UserError(f"entry '{entry.name}': {describe_validation_error(error)}") from None
+        return validate_config(copy.deepcopy(entry.tree))
+    except UserError as error:
+        raise UserError(f"entry '{entry.name}': {error}") from None
 
 
 def checkpoint_interval(budget: Budget, config: TunelabConfig) -> int:
@@ -148,7 +148,7 @@ def _apply_overrides(tree: dict[str, Any], overrides: list[str] | tuple[str, ...
             target, rest = _entry_tree(tree, parts[1]), parts[2:]
         else:
             target, rest = tree, parts
-        apply_override(target, f"{'.'.join(rest)}={value}" if separator else assignment)
+        apply_override(target, f"{'.'.join(rest)}={value}" if separator else assignment, available_methods())
 
 
 def _entry_tree(tree: dict[str, Any], name: str) -> dict[str, Any]:

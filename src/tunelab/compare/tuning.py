@@ -16,12 +16,12 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import write_text_atomic
 from tunelab.compare.spec import Budget, Entry, entry_config
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
-from tunelab.runs.atomic import write_text_atomic
+from tunelab.run_files import read_summary
 from tunelab.runs.decision import RunAction, decide_run
-from tunelab.runs.reading import read_summary
 
 log = logging.getLogger("tunelab")
 

@@ -1,7 +1,9 @@
-"""Load a config: YAML file, then dotted ``key=value`` overrides, then validation.
+"""Read a config: YAML file, then dotted ``key=value`` overrides, then validation against the schema.
 
 Every problem becomes one ``UserError`` line naming the key (``config error: train.lr: ...``),
-raised before anything heavy (torch, a model, a dataset) is loaded.
+raised before anything heavy (torch, a model, a dataset) is loaded. The method subtree is checked
+against a ``MethodCatalog`` the caller hands in: ``tunelab.methods.config_loading.load_config``
+hands the registry's, and is what everything else calls.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import (
+    METHODS_CONTEXT,
     DataConfig,
     EvalConfig,
+    MethodCatalog,
+    MethodOptionError,
     MethodOptions,
     PromptConfig,
     ScratchModelConfig,
@@ -57,7 +62,7 @@ def _expects_text(annotation: Any) -> bool:
     )
 
 
-def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
+def is_text_key(tree: dict[str, Any], parts: list[str], methods: MethodCatalog | None = None) -> bool:
     """Whether the dotted key names a string or path setting (``output_dir``, ``data.train``, ...)."""
     if parts == ["model"]:
         return True  # a hub id or a folder; a scratch model is given key by key (model.init=scratch)
@@ -74,11 +79,9 @@ def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
     if parts[:2] == ["data", "columns"]:
         return len(parts) == 3  # one column name; the whole mapping is YAML
     if parts[0] == "method" and len(parts) == 2:
-        from tunelab.methods.registry import available_methods
-
         method = tree.get("method")
         name = method.get("name") if isinstance(method, dict) else method
-        chosen = available_methods().get(str(name or MethodOptions.model_fields["name"].default))
+        chosen = (methods or {}).get(str(name or MethodOptions.model_fields["name"].default))
         field = chosen.options_type.model_fields.get(parts[1]) if chosen else None
         return field is not None and _expects_text(field.annotation)
     section = sections.get(parts[0])
@@ -86,11 +89,12 @@ def is_text_key(tree: dict[str, Any], parts: list[str]) -> bool:
     return field is not None and _expects_text(field.annotation)
 
 
-def apply_override(tree: dict[str, Any], assignment: str) -> None:
+def apply_override(tree: dict[str, Any], assignment: str, methods: MethodCatalog | None = None) -> None:
     """Apply one ``a.b.c=value`` override in place.
 
     The value is parsed as YAML (``16``, ``true``, ``[a, b]``, ``null``) except for string and
-    path keys, which keep the text as typed (``output_dir=2024`` is a folder, not a number).
+    path keys, which keep the text as typed (``output_dir=2024`` is a folder, not a number; a method
+    option's type comes from ``methods``).
     """
     if "=" not in assignment:
         raise UserError(f"override '{assignment}' must look like key=value (e.g. train.max_steps=50)")
@@ -98,7 +102,7 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise UserError(f"override '{assignment}': empty key")
-    if is_text_key(tree, parts) and raw_value.strip() not in ("null", "~"):
+    if is_text_key(tree, parts, methods) and raw_value.strip() not in ("null", "~"):
         value: Any = raw_value
     else:
         try:
@@ -118,8 +122,6 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    from tunelab.methods.registry import MethodOptionError
-
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"] if part != "__root__")
     cause = first.get("ctx", {}).get("error")
@@ -144,13 +146,20 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TunelabConfig:
-    """The validated config from an optional YAML file and ``key=value`` overrides."""
+def config_tree(
+    path: Path | str | None, overrides: list[str] | tuple[str, ...], methods: MethodCatalog
+) -> dict[str, Any]:
+    """The config as plain data: an optional YAML file with ``key=value`` overrides applied."""
     tree: dict[str, Any] = read_yaml_mapping(Path(path)) if path is not None else {}
     for assignment in overrides:
-        apply_override(tree, assignment)
+        apply_override(tree, assignment, methods)
+    return tree
+
+
+def validate_tree(tree: dict[str, Any], methods: MethodCatalog) -> TunelabConfig:
+    """The validated config of a tree, its method options checked against ``methods``."""
     try:
-        return TunelabConfig.model_validate(tree)
+        return TunelabConfig.model_validate(tree, context={METHODS_CONTEXT: methods})
     except ValidationError as error:
         raise UserError(describe_validation_error(error)) from None
 
@@ -173,58 +182,6 @@ def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
     return config.model_copy(update={**updates, "data": config.data.model_copy(update=data)})
 
 
-def _needs_training_data(method_name: str, has_eval: bool) -> bool:
-    """Every method learns from data.train, except zero-shot and RAG, which only answer data.eval."""
-    from tunelab.methods.registry import get_method
-
-    return get_method(method_name).needs_training_data or not has_eval
-
-
-def check_training_inputs(config: TunelabConfig) -> None:
-    """The checks a training run needs beyond the schema: required keys, files that must exist."""
-    if not config.model:
-        raise UserError("config error: model: required (a hub id, a local model folder or a run folder)")
-    if config.data.train is None and _needs_training_data(config.method.name, config.data.eval is not None):
-        raise UserError("config error: data.train: required (a .jsonl, .json, .csv, .parquet or .txt file)")
-    for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval)):
-        if path is not None and Path(path).is_dir():
-            raise UserError(f"config error: {key}: {path} is a folder; give a data file")
-        if path is not None and not Path(path).is_file():
-            raise UserError(f"config error: {key}: file not found: {path}")
-    output = Path(config.output_dir).expanduser().absolute()
-    model_path = config.model.tokenizer if isinstance(config.model, ScratchModelConfig) else Path(config.model)
-    protected = [("model", model_path.expanduser())] + [
-        (key, Path(path).expanduser())
-        for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval))
-        if path is not None
-    ]
-    for key, path in protected:
-        if path.exists() and (output == path.absolute() or output in path.absolute().parents):
-            raise UserError(
-                f"config error: output_dir {config.output_dir} would hold {key} {path}; choose another output_dir"
-            )
-    from tunelab.models.resolve import check_model_reference
-    from tunelab.runs.reading import run_task
-
-    if isinstance(config.model, ScratchModelConfig):
-        if (
-            not (config.model.tokenizer / "tokenizer.json").is_file()
-            and not (config.model.tokenizer / "tokenizer_config.json").is_file()
-        ):
-            raise UserError(
-                f"config error: model.tokenizer: no tokenizer in {config.model.tokenizer} "
-                "(make one with `tunelab tokenizer train`)"
-            )
-        return
-    check_model_reference(config.model)
-    if run_task(config.model) == "classification" and config.task != "classification":
-        raise UserError(
-            f"model: {config.model} is a classification run: it predicts labels and has no language-model head, "
-            f"so it cannot be the base of a {config.task} run; start from its base model instead "
-            "(or train task=classification on it)"
-        )
-
-
 def _shown(default: Any) -> str:
     """A default as the user would write it in YAML."""
     if isinstance(default, Path):
@@ -243,10 +200,8 @@ def _section_lines(prefix: str, section: type[BaseModel]) -> list[str]:
     ]
 
 
-def describe_config_keys() -> str:
+def describe_config_keys(methods: MethodCatalog) -> str:
     """Every config key with its default, for ``tunelab train --help``."""
-    from tunelab.methods.registry import available_methods
-
     lines = ["config keys (YAML file and/or key=value overrides):"]
     for name in ("model", "task", "output_dir"):
         field = TunelabConfig.model_fields[name]
@@ -256,7 +211,7 @@ def describe_config_keys() -> str:
     lines += _section_lines("train.", TrainConfig)
     lines += _section_lines("eval.", EvalConfig)
     lines.append(_key_line("method.name", MethodOptions.model_fields["name"].default, "one of the methods below"))
-    for method in available_methods().values():
+    for method in methods.values():
         lines.append(f"  method.name={method.name}: {method.summary}")
         for option, field in method.options_type.model_fields.items():
             if option != "name":

@@ -1,16 +1,28 @@
 """The configuration schema: every key ``tunelab train`` accepts, its type and default.
 
 Configuration is data: one tree of pydantic models, loaded from YAML plus dotted overrides. The
-``method`` subtree is validated by the method registry, so each method owns its options.
+``method`` subtree is validated against the options of the method it names, so each method owns its
+options; the methods are above this layer, so validation is handed them as a ``MethodCatalog`` in
+pydantic's validation context (``tunelab.methods.config_loading`` does that: load configs there).
 This module owns the names of the keys; later features and users' configs depend on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class StrictModel(BaseModel):
@@ -23,6 +35,70 @@ class MethodOptions(StrictModel):
     """Options common to every method; each method subclasses this with its own."""
 
     name: str = Field("lora", description="training strategy (see `tunelab methods`)")
+
+
+class MethodOptionError(ValueError):
+    """A bad ``method.*`` option; ``key`` is the option's name, ``detail`` what is wrong."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+class MethodSpec(Protocol):
+    """What the config needs to know of a method: its options and its recommended train settings."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    options_type: ClassVar[type[MethodOptions]]
+
+    def recommended_train(self, task: str, options: MethodOptions | None = None) -> dict[str, float]: ...
+
+
+MethodCatalog = Mapping[str, MethodSpec]  # method.name -> the method (tunelab.methods.registry.available_methods)
+METHODS_CONTEXT = "methods"  # the validation-context key that holds the MethodCatalog
+
+
+def catalog_of(info: ValidationInfo) -> MethodCatalog:
+    """The method catalog handed to this validation; one clear error where there is none."""
+    methods = (info.context or {}).get(METHODS_CONTEXT)
+    if methods is None:
+        raise ValueError(
+            "the method options are resolved by the method registry: load configs with "
+            "tunelab.load_config or tunelab.methods.config_loading.validate_config"
+        )
+    return methods
+
+
+def parse_method_options(value: Any, methods: MethodCatalog) -> MethodOptions:
+    """Validate the ``method`` config subtree against the options of the method it names."""
+    if isinstance(value, MethodOptions):
+        value = value.model_dump()
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError("method must be a mapping with a 'name' key, e.g. {name: lora, r: 8}")
+    value = dict(value)
+    value.setdefault("name", MethodOptions.model_fields["name"].default)
+    name = str(value["name"])
+    if name not in methods:
+        raise ValueError(f"unknown method '{name}' (known: {', '.join(sorted(methods))})")
+    method = methods[name]
+    try:
+        return method.options_type.model_validate(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, MethodOptionError):  # raised by the options' own validator (peft's type check)
+            raise cause from None
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(method.options_type.model_fields)
+            message = f"unknown option for method '{method.name}' (known: {known})"
+        elif "input" in first and not isinstance(first["input"], dict):
+            message = f"{message} (got {first['input']!r})"
+        raise MethodOptionError(where, message) from None
 
 
 DataFormat = Literal["auto", "chat", "instruction", "prompt_completion", "text", "classification"]
@@ -181,10 +257,8 @@ class TunelabConfig(StrictModel):
 
     @field_validator("method", mode="before")
     @classmethod
-    def _method_from_registry(cls, value: Any) -> MethodOptions:
-        from tunelab.methods.registry import parse_method_options
-
-        return parse_method_options(value)
+    def _method_from_registry(cls, value: Any, info: ValidationInfo) -> MethodOptions:
+        return parse_method_options(value, catalog_of(info))
 
     @model_validator(mode="after")
     def _data_fits_task(self) -> TunelabConfig:
@@ -201,13 +275,11 @@ class TunelabConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _method_recommendations(self) -> TunelabConfig:
+    def _method_recommendations(self, info: ValidationInfo) -> TunelabConfig:
         """Train settings left unset take the method's own for the task, so that a newcomer who
         names only the method gets a learning rate that works for it (the resolved values are what
         config.yaml records)."""
-        from tunelab.methods.registry import get_method
-
-        recommended = get_method(self.method.name).recommended_train(self.task, self.method)
+        recommended = catalog_of(info)[self.method.name].recommended_train(self.task, self.method)
         for key, fallback in FALLBACK_TRAIN.items():
             if getattr(self.train, key) is None:
                 setattr(self.train, key, recommended.get(key, fallback))

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import write_json_atomic, write_text_atomic
 from tunelab.config.schema import EvalConfig, PromptConfig, TunelabConfig
 from tunelab.errors import UserError
 from tunelab.metrics import SUMMARY_METRICS
-from tunelab.runs.atomic import write_json_atomic, write_text_atomic
-from tunelab.runs.reading import RUN_CONFIG_FILE, is_run_folder, read_summary
+from tunelab.run_files import RUN_CONFIG_FILE, is_run_folder, read_summary
 
 log = logging.getLogger("tunelab")
 EVAL_FILE = "eval.json"
@@ -58,7 +58,7 @@ class EvalSetup:
 
     def language_model(self, **options: Any) -> Any:
         """The model to answer with: the one in memory, or loaded from ``model`` (with ``options``)."""
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         return self.loaded[0] if self.loaded else load_model(self.model, **options)
 
@@ -74,7 +74,8 @@ class EvalReport:
 
 def setup_for(reference: str) -> EvalSetup:
     """A run folder is evaluated as trained; anything else is a base model answering zero-shot."""
-    from tunelab.config.loading import load_config
+    from tunelab.methods.config_loading import load_config
+    from tunelab.methods.in_context import InContextStrategy
     from tunelab.methods.registry import get_method
 
     if not is_run_folder(reference):
@@ -83,7 +84,7 @@ def setup_for(reference: str) -> EvalSetup:
     summary = read_summary(reference)
     method = get_method(config.method.name)
     labels = summary.get("labels")
-    if method.trains_nothing:
+    if isinstance(method, InContextStrategy):
         return EvalSetup(str(config.model), config, labels)
     return EvalSetup(reference, config, labels, trained_classifier=config.task == "classification")
 
@@ -218,6 +219,7 @@ def _generate(
     from tunelab.evaluation.generation import CHAT_STOP_STRINGS, RAW_STOP_STRINGS, generate_answers
     from tunelab.evaluation.prompts import fit_prompt
     from tunelab.inference.generate import best_device
+    from tunelab.methods.in_context import InContextStrategy
     from tunelab.methods.registry import get_method
     from tunelab.metrics.scoring import score_predictions
     from tunelab.models.loading import model_context_length
@@ -229,7 +231,7 @@ def _generate(
     method = get_method(config.method.name)
     augmentations = (
         method.augment(queries, _training_examples(config, data_format, labels), config.method, config.train.seed)
-        if method.trains_nothing
+        if isinstance(method, InContextStrategy)
         else None
     )
     tokenizer = setup.tokenizer()

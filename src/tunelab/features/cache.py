@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunelab.atomic import atomic_path
 from tunelab.cache_dirs import cache_dir
 from tunelab.models.resolve import model_location
-from tunelab.runs.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch

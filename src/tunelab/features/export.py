@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunelab.atomic import atomic_path
 from tunelab.errors import UserError
 from tunelab.features.embedding import Pooling
-from tunelab.runs.atomic import atomic_path
 
 OUTPUT_SUFFIXES = (".safetensors", ".parquet")
 

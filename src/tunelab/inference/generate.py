@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
-from tunelab.runs.reading import run_task, training_record
+from tunelab.run_files import run_task, training_record
 
 
 def read_messages(path: Path | str) -> list[dict[str, str]]:
@@ -92,7 +92,8 @@ def generate_text(
     """The model's continuation of ``prompt`` (or its reply to ``messages``), without the prompt."""
     import torch
 
-    from tunelab.models.loading import load_causal_lm, load_tokenizer
+    from tunelab.methods.loading import load_causal_lm
+    from tunelab.models.loading import load_tokenizer
 
     if (prompt is None) == (messages is None):
         raise UserError("give exactly one of --prompt or --messages")

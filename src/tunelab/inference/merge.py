@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tunelab.atomic import write_json_atomic
 from tunelab.errors import UserError
 from tunelab.models.portable import make_portable
-from tunelab.runs.atomic import write_json_atomic
-from tunelab.runs.reading import MERGE_RECORD_FILE, is_run_folder, read_run_config, training_record
+from tunelab.run_files import MERGE_RECORD_FILE, is_run_folder, read_run_config, training_record
 
 # what the merged folder keeps of the run's summary: what generation and a reader of the folder need
 MERGED_SUMMARY_KEYS = ("model", "task", "data_format", "labels", "precision", "steps", "train_loss", "eval_loss")
@@ -23,8 +23,10 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
     """Write ``output``, loadable with ``AutoModelForCausalLM.from_pretrained(output)``."""
     import torch
 
+    from tunelab.methods.base import Method
+    from tunelab.methods.loading import load_causal_lm
     from tunelab.methods.registry import get_method
-    from tunelab.models.loading import load_causal_lm, load_tokenizer
+    from tunelab.models.loading import load_tokenizer
 
     run_dir, output = Path(run_dir), Path(output).expanduser().absolute()
     if output.exists() and not output.is_dir():
@@ -34,7 +36,7 @@ def merge_run(run_dir: str | Path, output: str | Path, overwrite: bool = False) 
     if not is_run_folder(run_dir):
         raise UserError(f"{run_dir} is not a finished tunelab run (no config.yaml and summary.json)")
     method = get_method(read_run_config(run_dir)["method"]["name"])
-    if not method.can_merge:
+    if not isinstance(method, Method) or not method.can_merge:
         raise UserError(
             f"method '{method.name}' cannot be merged into the base model; "
             f"load the run folder {run_dir} directly instead"

@@ -15,7 +15,7 @@ from typing import Any
 from tunelab.config.schema import PromptConfig
 from tunelab.data.classification import classifier_text
 from tunelab.errors import UserError
-from tunelab.runs.reading import is_run_folder, read_run_config, read_summary
+from tunelab.run_files import is_run_folder, read_run_config, read_summary
 
 PREDICT_BATCH = 32
 
@@ -49,8 +49,10 @@ def predict_labels(
     from tunelab.data.classification import ClassificationExample
     from tunelab.data.collate import collate_classification, padding_id
     from tunelab.inference.generate import best_device
-    from tunelab.models.loading import load_model, load_tokenizer
-    from tunelab.training.classification import padding_side_for
+    from tunelab.methods.base import Method
+    from tunelab.methods.loading import load_model
+    from tunelab.methods.registry import get_method
+    from tunelab.models.loading import load_tokenizer
 
     run_dir = Path(run_dir)
     labels = classification_labels(run_dir)
@@ -64,8 +66,8 @@ def predict_labels(
     inputs = [classifier_text(row, prompt, Path("input"), index) for index, row in enumerate(rows)]
     tokenizer = load_tokenizer(str(run_dir))
     model = load_model(str(run_dir), dtype=torch.float32).to(best_device()).eval()
-    # feature-based runs pool with the mask and embedded their training texts padded on the right
-    side = "right" if hasattr(model, "encoder") and hasattr(model, "head") else padding_side_for(model)
+    method = get_method(run_config["method"]["name"])
+    side = method.padding_side(model) if isinstance(method, Method) else Method().padding_side(model)
     pad_id = padding_id(tokenizer)
     encoded = tokenizer(inputs, truncation=True, max_length=max_length)["input_ids"]
     predictions = []

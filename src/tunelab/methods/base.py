@@ -3,7 +3,11 @@
 A method says how to load the base it starts from (dtype, quantisation), how to prepare it (wrap
 it, freeze what must not train), how its logits line up with the labels, what its artifact is
 (only an adapter, or the whole model), how to load that artifact back onto a base, and whether it
-can be merged into a standalone model.
+can be merged into a standalone model. It also states what the loop must know of it rather than
+the loop guessing from option names or item types: the tokens it puts in front of every sequence
+(``extra_context_tokens``), the data column it reads beyond the format's own (``task_column``), the
+items it trains on (``transform_items``) and how its inputs are padded (``padding_side``), the
+strategies that train nothing (zero-shot, few-shot, RAG) are not Methods but ``InContextStrategy``s.
 """
 
 from __future__ import annotations
@@ -56,15 +60,13 @@ class Method:
     # False where state outside the weights and optimizer (AdaLoRA's allocator) is not checkpointed.
     supports_resume: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")  # the tasks it can train
-    # True for strategies that change only the prompt (zero-shot, few-shot, RAG): no weights, no loop.
-    trains_nothing: ClassVar[bool] = False
     # The train settings this method works with where the user sets none, by task: learning rates
     # orders of magnitude apart (a logistic head, an adapter, a prompt embedding, the whole model).
     # Classification values were chosen on a development split of Financial PhraseBank with MiniLM
     # (bench/phrasebank_minilm.py --dev), causal_lm ones on SNIPS-to-JSON with SmolLM2 and from the
     # methods' papers; bench/README.md has the table.
     recommended: ClassVar[dict[str, dict[str, float]]] = {}
-    needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
+    needs_training_data: ClassVar[bool] = True  # every method learns from data.train
 
     # True where load_base builds something other than the plain model (qlora's 4-bit base), so that
     # a parameter count (tunelab methods --model) loads the method's own base instead of copying one.
@@ -79,7 +81,7 @@ class Method:
         """The model training starts from (with ``head``, a classifier); whole-model methods keep fp32 weights."""
         import torch
 
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         return load_model(reference, dtype=torch.float32, merge_adapters=True, head=head)
 
@@ -87,9 +89,27 @@ class Method:
         """The full-precision base an adapter is merged into."""
         import torch
 
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         return load_model(reference, dtype=torch.float32, merge_adapters=True, head=head)
+
+    def extra_context_tokens(self, options: MethodOptions) -> int:
+        """Positions the method adds in front of every sequence (virtual tokens, a prefix), which the
+        model's context must hold besides the longest example."""
+        return 0
+
+    def task_column(self, options: MethodOptions) -> str | None:
+        """The data column naming each example's task, where the method reads one (multi-task prompts)."""
+        return None
+
+    def padding_side(self, model: nn.Module) -> str:
+        """Where a batch of the trained model's inputs is padded. Decoders (Llama, GPT-2, Qwen2) read a
+        label from the last position, so they are padded on the left; encoders (BERT, RoBERTa) read it
+        from the first ([CLS]) and are padded on the right, where their positions stay those of
+        pretraining."""
+        from tunelab.models.heads import is_encoder_type
+
+        return "right" if is_encoder_type(getattr(getattr(model, "config", None), "model_type", None)) else "left"
 
     def transform_items(
         self, model: nn.Module, data: PreparedData, options: MethodOptions, plan: TrainingPlan

@@ -224,7 +224,7 @@ class BottleneckAdapter(Method):
         """The frozen base in the run's precision (bf16 / fp16 halve its memory); adapters stay fp32."""
         import torch
 
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
         return load_model(reference, dtype=dtype, merge_adapters=True, head=head)

@@ -25,7 +25,7 @@ from tunelab.errors import UserError
 from tunelab.features.cache import embeddings_for
 from tunelab.features.embedding import Pooling
 from tunelab.methods.base import Method, TrainingPlan
-from tunelab.runs.reading import is_run_folder
+from tunelab.run_files import is_run_folder
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,11 +58,16 @@ class FeatureBased(Method):
     saves_adapter_only = True
     tasks = ("classification",)
 
+    def padding_side(self, model: nn.Module) -> str:
+        """Right: the embeddings pool with the attention mask, and the stored ones were embedded so."""
+        return "right"
+
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The bare encoder (no task head); a run folder is loaded whole and its hidden states used."""
         import torch
 
-        from tunelab.models.loading import load_backbone, load_model
+        from tunelab.methods.loading import load_model
+        from tunelab.models.loading import load_backbone
 
         if is_run_folder(reference):
             return load_model(reference, dtype=torch.float32, merge_adapters=True)

@@ -12,18 +12,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from tunelab.cache_dirs import cache_dir
 from tunelab.config.schema import MethodOptions
 from tunelab.errors import UserError
-from tunelab.methods.base import Method, TrainingPlan
 from tunelab.prompting.examples import PromptedExample
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 @dataclass
@@ -35,17 +31,24 @@ class Augmentation:
     chunks: list[dict] = field(default_factory=list)  # {id, doc_id, score, text}
 
 
-class InContextMethod(Method):
-    trains_nothing = True
-    supports_packing = True
+class InContextStrategy:
+    """A strategy that trains nothing: the base model answers, its prompt augmented per question."""
 
-    def prepare(self, model: nn.Module, options: MethodOptions, plan: TrainingPlan) -> nn.Module:
-        model.requires_grad_(False)
-        return model
+    name: ClassVar[str]
+    options_type: ClassVar[type[MethodOptions]] = MethodOptions
+    summary: ClassVar[str] = ""
+    trains: ClassVar[str] = "nothing"
+    tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "classification")
+    needs_training_data: ClassVar[bool] = True  # False: data.eval alone will do (zero-shot, RAG)
+
+    def recommended_train(self, task: str, options: MethodOptions | None = None) -> dict[str, Any]:
+        """Nothing trains, so no train setting is the strategy's own."""
+        return {}
 
     def augment(
         self, queries: list[PromptedExample], train: list[PromptedExample], options: MethodOptions, seed: int
     ) -> list[Augmentation]:
+        """What each question gets besides itself (``train``: the solved training examples)."""
         return [Augmentation() for _ in queries]
 
 
@@ -53,11 +56,10 @@ class ZeroShotOptions(MethodOptions):
     name: Literal["zeroshot"] = "zeroshot"
 
 
-class ZeroShot(InContextMethod):
+class ZeroShot(InContextStrategy):
     name = "zeroshot"
     options_type = ZeroShotOptions
     summary = "the base model answers from the prompt alone (prompt.system / prompt.template)"
-    trains = "nothing"
     needs_training_data = False
 
 
@@ -68,11 +70,10 @@ class FewShotOptions(MethodOptions):
     embedder: str = Field("minilm", description="similar: the model that embeds questions (mean pooling)")
 
 
-class FewShot(InContextMethod):
+class FewShot(InContextStrategy):
     name = "fewshot"
     options_type = FewShotOptions
     summary = "in-context learning: solved training examples in the prompt, random or most similar"
-    trains = "nothing"
 
     def augment(
         self, queries: list[PromptedExample], train: list[PromptedExample], options: MethodOptions, seed: int
@@ -126,7 +127,7 @@ def retrieval_cache_dir(configured: Path | None) -> Path:
     return configured if configured is not None else cache_dir("retrieval")
 
 
-class Rag(InContextMethod):
+class Rag(InContextStrategy):
     name = "rag"
     options_type = RagOptions
     summary = "retrieval-augmented generation: the top-k chunks of your documents before each question"

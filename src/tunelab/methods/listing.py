@@ -11,7 +11,8 @@ import copy
 from dataclasses import dataclass
 
 from tunelab.errors import UserError
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import Method, TrainingPlan
+from tunelab.methods.in_context import InContextStrategy
 from tunelab.methods.registry import available_methods
 
 
@@ -44,7 +45,7 @@ def default_task(model_reference: str) -> str:
 
     from tunelab.models.heads import is_encoder_type
     from tunelab.models.resolve import model_location
-    from tunelab.runs.reading import is_run_folder, run_task
+    from tunelab.run_files import is_run_folder, run_task
 
     if is_run_folder(model_reference):
         return run_task(model_reference) or "causal_lm"
@@ -60,8 +61,9 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
     if model_reference is not None:
         import torch
 
-        from tunelab.models.loading import ClassifierHead, load_model, run_head
-        from tunelab.runs.reading import is_run_folder
+        from tunelab.methods.loading import load_model
+        from tunelab.models.loading import ClassifierHead, run_head
+        from tunelab.run_files import is_run_folder
 
         task = task or default_task(model_reference)
         if task == "classification":
@@ -70,15 +72,19 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
             )
         base = load_model(model_reference, dtype=torch.float32, merge_adapters=True, head=head)
     for method in available_methods().values():
-        listing = MethodListing(method.name, method.summary, method.trains, method.can_merge)
+        in_context = isinstance(method, InContextStrategy)
+        listing = MethodListing(
+            method.name, method.summary, method.trains, isinstance(method, Method) and method.can_merge
+        )
         listing.recommended = {each: method.recommended_train(each) for each in method.tasks}
         if base is not None and task not in method.tasks:
             listing.note = f"trains {' and '.join(method.tasks)} only, not {task}"
-        elif base is not None and method.trains_nothing:  # only the prompt changes: nothing to build
+        elif base is not None and in_context:  # only the prompt changes: nothing to build
             from tunelab.models.size import count_parameters
 
             listing.trainable_params, listing.total_params = 0, count_parameters(base)[1]
         elif base is not None:
+            assert isinstance(method, Method)
             try:
                 options = method.options_type()
                 plan = TrainingPlan(

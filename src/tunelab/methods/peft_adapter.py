@@ -80,7 +80,7 @@ class PeftAdapterMethod(Method):
         adapter weights in fp32 (``autocast_adapter_dtype``)."""
         import torch
 
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         dtype = getattr(torch, HALF_PRECISION.get(precision, "float32"))
         return load_model(reference, dtype=dtype, merge_adapters=True, head=head)

@@ -20,8 +20,8 @@ import functools
 import typing
 from typing import TYPE_CHECKING, Any
 
+from tunelab.config.schema import MethodOptionError
 from tunelab.errors import first_line
-from tunelab.methods.registry import MethodOptionError
 
 if TYPE_CHECKING:
     from peft import PeftConfig

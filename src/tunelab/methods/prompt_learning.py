@@ -27,6 +27,9 @@ class PromptLearningMethod(PeftAdapterMethod):
     can_merge = False
     prepends_tokens = True  # prompt / P-tuning / multi-task: logits include the virtual tokens
 
+    def extra_context_tokens(self, options: MethodOptions) -> int:
+        return int(options.virtual_tokens)  # type: ignore[attr-defined]  # every prompt method's options have it
+
     def align_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.prepends_tokens and logits.shape[1] > labels.shape[1]:
             return logits[:, logits.shape[1] - labels.shape[1] :, :]
@@ -133,6 +136,10 @@ class MultitaskPromptTuning(PromptLearningMethod):
     summary = "a shared prompt modulated per task, the task read from a data column (PEFT)"
     trains = "shared prompt plus low-rank per-task factors"
     tasks = ("causal_lm",)  # PEFT's multi-task prompt needs task ids, which a classification batch lacks
+
+    def task_column(self, options: MethodOptions) -> str | None:
+        assert isinstance(options, MultitaskPromptOptions)
+        return options.task_column
 
     def peft_config(self, options: MethodOptions, plan: TrainingPlan) -> PeftConfig:
         from peft import MultitaskPromptTuningConfig, MultitaskPromptTuningInit

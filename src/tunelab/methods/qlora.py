@@ -14,7 +14,7 @@ from tunelab.errors import UserError
 from tunelab.methods.base import TrainingPlan
 from tunelab.methods.lora import Lora, LoraOptions
 from tunelab.models.resolve import model_location
-from tunelab.runs.reading import is_run_folder, read_run_config
+from tunelab.run_files import is_run_folder, read_run_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -75,7 +75,7 @@ class Qlora(Lora):
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         import torch
 
-        from tunelab.models.loading import load_model
+        from tunelab.methods.loading import load_model
 
         try:
             import bitsandbytes  # noqa: F401

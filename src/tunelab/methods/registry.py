@@ -1,29 +1,20 @@
-"""The method registry: ``method.name`` -> the ``Method`` that implements it.
+"""The method registry: ``method.name`` -> the strategy that implements it.
 
-Adding a method means writing its module and one ``register`` line in ``_builtin_methods``.
+A strategy is a ``Method`` (it trains: full, lora, ...) or an ``InContextStrategy`` (it changes
+only the prompt: zeroshot, fewshot, rag); callers that need one kind check which they got. Adding a
+method means writing its module and one line in ``_builtin_methods``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
-
-from tunelab.config.schema import MethodOptions
 from tunelab.methods.base import Method
+from tunelab.methods.in_context import InContextStrategy
 
-_REGISTRY: dict[str, Method] = {}
-
-
-class MethodOptionError(ValueError):
-    """A bad ``method.*`` option; ``key`` is the option's name, ``detail`` what is wrong."""
-
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key}: {detail}")
-        self.key, self.detail = key, detail
+Strategy = Method | InContextStrategy
+_REGISTRY: dict[str, Strategy] = {}
 
 
-def _builtin_methods() -> list[Method]:
+def _builtin_methods() -> list[Strategy]:
     from tunelab.methods.adalora import AdaLora
     from tunelab.methods.bottleneck_adapter import BottleneckAdapter
     from tunelab.methods.features import FeatureBased
@@ -65,48 +56,20 @@ def _ensure_builtins() -> None:
             _REGISTRY[method.name] = method
 
 
-def register(method: Method) -> None:
+def register(method: Strategy) -> None:
     """Add (or replace) a method; the built-in ones stay registered."""
     _ensure_builtins()
     _REGISTRY[method.name] = method
 
 
-def available_methods() -> dict[str, Method]:
+def available_methods() -> dict[str, Strategy]:
     _ensure_builtins()
     return dict(_REGISTRY)
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str) -> Strategy:
     methods = available_methods()
     if name not in methods:
         known = ", ".join(sorted(methods))
         raise ValueError(f"unknown method '{name}' (known: {known})")
     return methods[name]
-
-
-def parse_method_options(value: Any) -> MethodOptions:
-    """Validate the ``method`` config subtree against the options of the method it names."""
-    if isinstance(value, MethodOptions):
-        value = value.model_dump()
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        raise ValueError("method must be a mapping with a 'name' key, e.g. {name: lora, r: 8}")
-    value = dict(value)
-    value.setdefault("name", MethodOptions.model_fields["name"].default)
-    method = get_method(str(value["name"]))
-    try:
-        return method.options_type.model_validate(value)
-    except ValidationError as error:
-        first = error.errors()[0]
-        cause = first.get("ctx", {}).get("error")
-        if isinstance(cause, MethodOptionError):  # raised by the options' own validator (peft's type check)
-            raise cause from None
-        where = ".".join(str(part) for part in first["loc"])
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(method.options_type.model_fields)
-            message = f"unknown option for method '{method.name}' (known: {known})"
-        elif "input" in first and not isinstance(first["input"], dict):
-            message = f"{message} (got {first['input']!r})"
-        raise MethodOptionError(where, message) from None

@@ -1,7 +1,10 @@
-"""Load a tokenizer and a causal LM from a hub id, a local folder or a finished run folder.
+"""Load a pretrained model (a causal LM, a classifier, a bare encoder) and a tokenizer from a hub
+id, a local folder or a GGUF file.
 
-A run folder means its trained model: for adapter methods the base (itself possibly a run
-folder) with the adapter on top; otherwise the whole model saved in the folder.
+A finished run folder whose method saved the whole model loads here like any model folder; a run
+that saved an adapter needs its method to put it on the base, which is ``tunelab.methods.loading``'s
+job (methods sit above models). Tokenizers need no method: every trained run saves its tokenizer, and
+a run without one (zero-shot, few-shot, RAG: nothing trained) uses its base's.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from safetensors import SafetensorError
 
 from tunelab.errors import UserError, first_line
 from tunelab.models.resolve import check_model_reference, model_location
-from tunelab.runs.reading import is_run_folder, read_run_config, read_summary
+from tunelab.run_files import is_run_folder, read_run_config, read_summary
+
+TOKENIZER_FILE = "tokenizer_config.json"  # what tokenizer.save_pretrained always writes
 
 if TYPE_CHECKING:
     import torch
@@ -26,12 +31,8 @@ def load_tokenizer(reference: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     check_model_reference(reference)
-    if is_run_folder(reference):
-        from tunelab.methods.registry import get_method
-
-        run_config = read_run_config(reference)
-        if get_method(run_config["method"]["name"]).trains_nothing:  # no weights, no tokenizer: the base's
-            reference = str(run_config["model"])
+    if is_run_folder(reference) and not (Path(reference) / TOKENIZER_FILE).is_file():
+        reference = str(read_run_config(reference)["model"])  # nothing trained, nothing saved: the base's
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_location(reference))
     except (OSError, ValueError) as error:
@@ -79,9 +80,10 @@ def run_head(reference: str | Path) -> ClassifierHead | None:
     return ClassifierHead(tuple(summary["labels"]), summary.get("pad_token_id"))
 
 
-def _load_pretrained(
+def load_pretrained(
     reference: str, dtype: torch.dtype | None, quantization: object | None = None, head: ClassifierHead | None = None
 ) -> nn.Module:
+    """The model saved at ``reference`` as it is: a causal LM, or with ``head`` a sequence classifier."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
@@ -132,48 +134,6 @@ def load_backbone(reference: str, dtype: torch.dtype | None = None, key: str = "
         return AutoModel.from_pretrained(location, dtype=dtype or "auto")
     except (OSError, ValueError, SafetensorError) as error:
         raise UserError(f"{key}: cannot load '{reference}': {_why(location, error)}") from None
-
-
-def load_model(
-    reference: str,
-    dtype: torch.dtype | None = None,
-    merge_adapters: bool = False,
-    quantization: object | None = None,
-    head: ClassifierHead | None = None,
-) -> nn.Module:
-    """The model a reference names: a causal LM, or with ``head`` a sequence classifier.
-
-    For an adapter run: its base loaded as the run's method trained it (e.g. 4-bit for qlora)
-    with the adapter on top; with ``merge_adapters``, a full-precision base with the adapter
-    merged in, ready to train further or to save standalone. A classification run brings its
-    own head (labels) unless one is given.
-    """
-    check_model_reference(reference)
-    if not is_run_folder(reference):
-        return _load_pretrained(reference, dtype, quantization, head)
-    head = head or run_head(reference)
-    run_config = read_run_config(reference)
-    from tunelab.methods.registry import get_method
-
-    method = get_method(run_config["method"]["name"])
-    if method.trains_nothing:  # zero-shot, few-shot, RAG: the base model as it was
-        return _load_pretrained(run_config["model"], dtype, quantization, head)
-    if not method.saves_adapter_only:
-        return _load_pretrained(reference, dtype, quantization, head)
-    if not merge_adapters:
-        base = method.load_base(run_config["model"], run_config.get("train", {}).get("precision", "fp32"), head)
-        return method.load_artifact(base, Path(reference))
-    if not method.can_merge:
-        raise UserError(f"model: run {reference} used method '{method.name}', which cannot be merged into its base")
-    base = method.load_merge_base(run_config["model"], head)
-    return method.merge(method.load_artifact(base, Path(reference)), Path(reference))
-
-
-def load_causal_lm(
-    reference: str, dtype: torch.dtype | None = None, merge_adapters: bool = False, quantization: object | None = None
-) -> nn.Module:
-    """``load_model`` for a language model (a classification run still loads as its classifier)."""
-    return load_model(reference, dtype, merge_adapters, quantization)
 
 
 def model_context_length(model: nn.Module) -> int | None:

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunelab.runs.atomic import write_json_atomic
+from tunelab.atomic import write_json_atomic
 
 # tokenizer classes only transformers 5 knows -> the name both lines load as the same tokenizer
 PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tunelab.errors import UserError
 from tunelab.models.gguf import GgufSource, converted_folder, gguf_file_in
-from tunelab.runs.reading import RUN_CONFIG_FILE, is_run_folder
+from tunelab.run_files import RUN_CONFIG_FILE, is_run_folder
 
 
 def looks_like_path(reference: str) -> bool:

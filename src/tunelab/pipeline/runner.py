@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.atomic import write_json_atomic
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.errors import UserError, first_line
 from tunelab.pipeline.spec import PipelineSpec, Stage, stage_config
-from tunelab.runs.atomic import write_json_atomic
+from tunelab.run_files import is_run_folder, read_summary
 from tunelab.runs.decision import RunAction, decide_run
 from tunelab.runs.lock import FolderLock
-from tunelab.runs.reading import is_run_folder, read_summary
 from tunelab.training.interrupt import TrainingInterrupted
 
 log = logging.getLogger("tunelab")
@@ -52,7 +52,8 @@ def _evaluate(model_reference: str, configs: list[tuple[str, TunelabConfig]]) ->
     from tunelab.data.chat_template import ensure_chat_template
     from tunelab.data.collate import padding_id
     from tunelab.data.pipeline import prepare_data
-    from tunelab.models.loading import load_causal_lm, load_tokenizer
+    from tunelab.methods.loading import load_causal_lm
+    from tunelab.models.loading import load_tokenizer
     from tunelab.training.evaluation import mean_token_loss, perplexity
 
     tokenizer = load_tokenizer(model_reference)
@@ -92,7 +93,7 @@ def run_pipeline(spec: PipelineSpec) -> PipelineReport:
 
 
 def _run_stages(spec: PipelineSpec) -> PipelineReport:
-    from tunelab.config.loading import check_training_inputs
+    from tunelab.methods.config_loading import check_training_inputs
 
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     report = PipelineReport(spec.output_dir)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.config.loading import apply_override, deep_merge, describe_validation_error, read_yaml_mapping
+from tunelab.config.loading import apply_override, deep_merge, read_yaml_mapping
 from tunelab.config.schema import TunelabConfig
 from tunelab.errors import UserError
+from tunelab.methods.config_loading import validate_config
+from tunelab.methods.registry import available_methods
 
 STAGE_ONLY_KEYS = {"name", "merge"}
 PLACEHOLDER_MODEL = "previous-stage"
@@ -38,22 +40,20 @@ class PipelineSpec:
 
 def stage_config(stage: Stage, model: str | None = None) -> TunelabConfig:
     """The validated train config of a stage (its model given when it follows the previous one)."""
-    from pydantic import ValidationError
-
     tree = copy.deepcopy(stage.tree)
     if stage.follows_previous:
         tree["model"] = model or PLACEHOLDER_MODEL
     tree["output_dir"] = str(stage.run_dir)
     try:
-        return TunelabConfig.model_validate(tree)
-    except ValidationError as error:
-        raise UserError(f"stage '{stage.name}': {describe_validation_error(error)}") from None
+        return validate_config(tree)
+    except UserError as error:
+        raise UserError(f"stage '{stage.name}': {error}") from None
 
 
 def load_pipeline(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> PipelineSpec:
     tree = read_yaml_mapping(Path(path))
     for assignment in overrides:
-        apply_override(tree, assignment)
+        apply_override(tree, assignment, available_methods())
     unknown = set(tree) - {"output_dir", "defaults", "stages"}
     if unknown:
         raise UserError(f"{path}: unknown key '{sorted(unknown)[0]}' (a pipeline has output_dir, defaults, stages)")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from tunelab.runs.reading import is_finished_run
+from tunelab.run_files import is_finished_run
 from tunelab.runs.run_directory import RunDirectory
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def decide_run(config: TunelabConfig, retrain_because: str | None = None) -> Run
     """Skip, resume or train the run ``config`` describes in its ``output_dir``; ``retrain_because``
     forces training from the start and says why."""
     from tunelab.config.loading import with_absolute_paths
+    from tunelab.methods.base import Method
     from tunelab.methods.registry import get_method
 
     run = RunDirectory(Path(config.output_dir).expanduser().absolute())
@@ -91,6 +92,7 @@ def decide_run(config: TunelabConfig, retrain_because: str | None = None) -> Run
         return RunDecision(RunAction.TRAIN, run.path, "its summary is not final (work left pending, or damaged)")
     if not run.has_checkpoint():
         return RunDecision(RunAction.TRAIN, run.path, "interrupted before its first checkpoint")
-    if not get_method(config.method.name).supports_resume:
+    method = get_method(config.method.name)
+    if isinstance(method, Method) and not method.supports_resume:
         return RunDecision(RunAction.TRAIN, run.path, f"method '{config.method.name}' cannot resume mid-run")
     return RunDecision(RunAction.RESUME, run.path)

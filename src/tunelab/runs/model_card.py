@@ -20,7 +20,7 @@ from tunelab.data.loading import count_rows
 from tunelab.metrics import SUMMARY_METRICS
 from tunelab.models.gguf import file_sha256
 from tunelab.models.resolve import gguf_source, looks_like_path, model_location
-from tunelab.runs.reading import read_run_config
+from tunelab.run_files import read_run_config
 
 CARD_FILE = "README.md"
 # summary figures worth a reader's attention, in the order shown

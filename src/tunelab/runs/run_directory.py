@@ -13,7 +13,7 @@ Layout::
 It refuses a folder that holds something else (a different run, unrelated files) unless the
 user asks to overwrite it, and every file is written atomically. What "the same run" means is
 ``holds_same_run``'s: ``train`` (``check_can_start``) and the skip / resume / train decision of
-compare and pipeline (decision.py) both go by it; reading the files back is reading.py's.
+compare and pipeline (decision.py) both go by it; reading the files back is tunelab.run_files'.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import UserError
-from tunelab.runs.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
-from tunelab.runs.reading import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, read_run_config
+from tunelab.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
+from tunelab.run_files import RUN_CONFIG_FILE, RUN_SUMMARY_FILE, read_run_config
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUMABLE_CHANGES = {

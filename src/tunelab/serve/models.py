@@ -31,7 +31,7 @@ from tunelab.data.chat_template import ensure_chat_template, render
 from tunelab.data.tokenize import encode_prompt
 from tunelab.errors import UserError
 from tunelab.models.resolve import check_model_reference
-from tunelab.runs.reading import is_run_folder, read_run_config, run_task
+from tunelab.run_files import is_run_folder, read_run_config, run_task
 
 if TYPE_CHECKING:
     from torch import nn
@@ -137,7 +137,9 @@ def _shareable_adapter(spec: ServedSpec) -> _AdapterRun | None:
     method = get_method(run_config["method"]["name"])
     adapter_config = Path(spec.reference) / "adapter_config.json"
     # qlora overrides load_base (a 4-bit base): only the plain PEFT base is shared
-    if type(method).load_base is not PeftAdapterMethod.load_base or not adapter_config.is_file():
+    if not isinstance(method, PeftAdapterMethod) or type(method).load_base is not PeftAdapterMethod.load_base:
+        return None
+    if not adapter_config.is_file():
         return None
     peft_type = json.loads(adapter_config.read_text(encoding="utf-8")).get("peft_type")
     if peft_type not in SHAREABLE_PEFT_TYPES:
@@ -184,10 +186,12 @@ def _load_shared_base(runs: list[_AdapterRun], device: str) -> LoadedModel:
     (``run.v2``) is not allowed."""
     from peft import PeftModel
 
+    from tunelab.methods.peft_adapter import PeftAdapterMethod
     from tunelab.methods.registry import get_method
 
     first = runs[0]
     method = get_method(read_run_config(first.spec.reference)["method"]["name"])
+    assert isinstance(method, PeftAdapterMethod)  # shared_base_key let only adapter runs share
     base = method.load_base(first.base_reference, first.precision)
     module = PeftModel.from_pretrained(base, first.spec.reference, adapter_name="adapter_0")
     for index, run in enumerate(runs[1:], start=1):
@@ -199,7 +203,7 @@ def _load_shared_base(runs: list[_AdapterRun], device: str) -> LoadedModel:
 def load_served_models(arguments: Sequence[str], device: str | None = None) -> dict[str, ServedModel]:
     """Every served name, loaded: ``arguments`` are ``MODEL_OR_RUN`` / ``name=path`` strings."""
     from tunelab.inference.generate import best_device
-    from tunelab.models.loading import load_causal_lm
+    from tunelab.methods.loading import load_causal_lm
 
     device = device or best_device()
     specs = [ServedSpec.parse(argument) for argument in arguments]

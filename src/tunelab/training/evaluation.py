@@ -52,16 +52,17 @@ def evaluate(
     method: Method | LabelAligned | None = None,
     accelerator: Accelerator | None = None,
     chunked: bool = True,
+    classify: bool = False,
 ) -> Evaluation:
-    """Mean loss per target over ``items`` (target-weighted, across all processes); for
-    classification also every item's predicted label (single process: items are not split)."""
+    """Mean loss per target over ``items`` (target-weighted, across all processes); with ``classify``
+    (a classification run's items) also every item's predicted label (single process: items are not split)."""
     method = method or LabelAligned()
     device = accelerator.device if accelerator else next(model.parameters()).device
     index, count = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, device=device, dtype=sum_dtype(device))
-    classify = count == 1 and bool(items) and not hasattr(items[0], "labels")
+    classify = classify and count == 1
     predictions: list[int] = []
     with torch.no_grad():
         for start in range(index * batch_size, len(items), batch_size * count):

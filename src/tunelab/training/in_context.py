@@ -12,30 +12,28 @@ import logging
 import time
 from pathlib import Path
 
-from tunelab.config.loading import check_training_inputs, with_absolute_paths
 from tunelab.config.schema import TunelabConfig
-from tunelab.methods.base import Method
+from tunelab.methods.in_context import InContextStrategy
 from tunelab.models.resolve import gguf_record
 from tunelab.runs.run_directory import RunDirectory
 
 log = logging.getLogger("tunelab")
 
 
-def run_in_context(config: TunelabConfig, method: Method, overwrite: bool = False, progress: bool = True):
+def run_in_context(config: TunelabConfig, method: InContextStrategy, overwrite: bool = False, progress: bool = True):
+    """``train`` for an in-context strategy: ``config`` already checked, its paths absolute, its folder locked."""
     import torch
 
     from tunelab.evaluation.runner import EvalSetup, evaluate_model, summary_metrics
-    from tunelab.models.loading import load_model
+    from tunelab.methods.loading import load_model
     from tunelab.models.size import count_parameters, weights_bytes
     from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
     from tunelab.training.result import TrainResult
 
-    check_training_inputs(config)
     if config.train.report_to:
         from tunelab.training.tracking import check_trackers
 
         check_trackers(config.train.report_to)  # before any work, not after the evaluation
-    config = with_absolute_paths(config)
     plain = config.to_plain()
     run = RunDirectory(config.output_dir)
     run.check_can_start(plain, resume=False, overwrite=overwrite)

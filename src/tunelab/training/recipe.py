@@ -33,21 +33,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from tunelab.config.loading import check_training_inputs, with_absolute_paths
+from tunelab.config.loading import with_absolute_paths
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import collate, padding_id
 from tunelab.data.pipeline import prepare_classification_data, prepare_data
 from tunelab.errors import UserError
-from tunelab.methods.base import TrainingPlan
+from tunelab.methods.base import Method, TrainingPlan
+from tunelab.methods.config_loading import check_training_inputs
+from tunelab.methods.in_context import InContextStrategy
 from tunelab.methods.registry import get_method
 from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenizer_folder, model_context_length
 from tunelab.models.portable import make_portable
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
 from tunelab.models.size import count_parameters, weights_bytes
+from tunelab.run_files import PENDING
 from tunelab.runs.lock import FolderLock
-from tunelab.runs.reading import PENDING
 from tunelab.runs.run_directory import RunDirectory
 from tunelab.training.accelerator import check_precision, new_accelerator
 from tunelab.training.batching import DataPosition, iterate_steps, optimizer_steps_per_epoch
@@ -58,9 +60,10 @@ from tunelab.training.checkpoint import (
     load_latest_complete_checkpoint,
     save_checkpoint,
 )
-from tunelab.training.classification import classification_summary, padding_side_for
+from tunelab.training.classification import classification_summary
 from tunelab.training.evaluation import Evaluation, evaluate
 from tunelab.training.flops import matmul_peak_flops, model_shape
+from tunelab.training.in_context import run_in_context
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
 from tunelab.training.nonfinite import NonFiniteGuard
@@ -104,7 +107,10 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     tracking = RunTracking()
     try:
         with FolderLock(config.output_dir, "run folder"), torch_threads(run_threads(config.train.threads)):
-            return TrainingRecipe(config, overwrite, progress, stop, tracking).run()
+            strategy = get_method(config.method.name)
+            if isinstance(strategy, InContextStrategy):  # zero-shot, few-shot, RAG: no loop, only answers
+                return run_in_context(config, strategy, overwrite, progress)
+            return TrainingRecipe(config, strategy, overwrite, progress, stop, tracking).run()
     finally:
         stop.restore()
         tracking.finish()  # a run that stopped early still closes its trackers (no-op once finished)
@@ -114,11 +120,17 @@ class TrainingRecipe:
     """One training run. ``run`` calls the phases in order; each phase sets what the next reads."""
 
     def __init__(
-        self, config: TunelabConfig, overwrite: bool, progress: bool, stop: StopOnInterrupt, tracking: RunTracking
+        self,
+        config: TunelabConfig,
+        method: Method,
+        overwrite: bool,
+        progress: bool,
+        stop: StopOnInterrupt,
+        tracking: RunTracking,
     ) -> None:
         self.config, self.overwrite, self.progress = config, overwrite, progress
         self.stop, self.tracking = stop, tracking
-        self.method: Method = get_method(config.method.name)
+        self.method = method
         self.train_config = config.train
         self.plain_config = config.to_plain()
         self.run_folder = RunDirectory(config.output_dir)
@@ -132,10 +144,6 @@ class TrainingRecipe:
 
     def run(self) -> TrainResult:
         self.check()
-        if self.method.trains_nothing:
-            from tunelab.training.in_context import run_in_context
-
-            return run_in_context(self.config, self.method, self.overwrite, self.progress)
         self.check_run_folder()
         self.setup_data()
         self.setup_model()
@@ -180,7 +188,7 @@ class TrainingRecipe:
             data = prepare_classification_data(config.data, self.tokenizer, self.train_config.seed, config.prompt)
         else:
             ensure_chat_template(self.tokenizer)
-            task_column = getattr(config.method, "task_column", None)
+            task_column = self.method.task_column(config.method)
             data = prepare_data(
                 config.data, self.tokenizer, self.train_config.seed, task_column=task_column, prompt=config.prompt
             )
@@ -233,7 +241,7 @@ class TrainingRecipe:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.base_bytes = weights_bytes(model)  # before the method's additions
-        padding_side = padding_side_for(model)
+        padding_side = method.padding_side(model)
         self.data = method.transform_items(model, data, config.method, plan)  # features, for feature-based methods
         model = method.prepare(model, config.method, plan)
         if self.train_config.compile:
@@ -264,8 +272,7 @@ class TrainingRecipe:
 
     def check_context(self, model: torch.nn.Module) -> None:
         context = model_context_length(model)
-        # prompt methods put their virtual tokens (or prefix) in front of every sequence
-        extra = getattr(self.config.method, "virtual_tokens", 0)
+        extra = self.method.extra_context_tokens(self.config.method)  # virtual tokens, a prefix
         longest = max(len(item.input_ids) for item in [*self.data.train, *self.data.eval]) + extra
         if context is not None and longest > context:
             raise UserError(
@@ -375,7 +382,7 @@ class TrainingRecipe:
         train = self.train_config
         return evaluate(
             self.model, self.data.eval, train.batch_size, self.make_batch, self.method, self.accelerator,
-            train.chunked_loss,
+            train.chunked_loss, classify=self.config.task == "classification",
         )  # fmt: skip
 
     def maybe_log_and_evaluate(self, last: bool) -> None:

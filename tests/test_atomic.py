@@ -1,4 +1,4 @@
-"""tunelab.runs.atomic: a reader sees the old file or the new one, never half of one, and no temp files."""
+"""tunelab.atomic: a reader sees the old file or the new one, never half of one, and no temp files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import pytest
 import yaml
 
-from tunelab.runs import atomic
-from tunelab.runs.atomic import (
+from tunelab import atomic
+from tunelab.atomic import (
     atomic_path,
     write_bytes_atomic,
     write_json_atomic,

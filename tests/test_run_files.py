@@ -1,11 +1,11 @@
-"""tunelab.runs.reading: which folders hold a run, which runs are finished, and what a model was
+"""tunelab.run_files: which folders hold a run, which runs are finished, and what a model was
 trained as, read from the files ``RunDirectory`` writes."""
 
 from __future__ import annotations
 
 import json
 
-from tunelab.runs.reading import (
+from tunelab.run_files import (
     MERGE_RECORD_FILE,
     PENDING,
     is_finished_run,
