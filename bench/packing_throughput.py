@@ -145,13 +145,13 @@ def epoch_layout(items, batch_size: int, seed: int) -> dict[str, int]:
 def held_out_loss(model, items, pad_id: int, batch_size: int) -> float:
     import torch
 
-    from tunelab.data.collate import collate
+    from tunelab.data.collate import collate_tokens
     from tunelab.training.loss import count_target_tokens, summed_token_loss
 
     total, targets = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
-            batch = collate(items[start : start + batch_size], pad_id)
+            batch = collate_tokens(items[start : start + batch_size], pad_id)
             total += float(summed_token_loss(model(**batch.model_inputs).logits, batch.labels))
             targets += count_target_tokens(batch.labels)
     return total / max(targets, 1)

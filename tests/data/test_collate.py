@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tunelab.data.collate import collate
+from tunelab.data.collate import collate_tokens
 from tunelab.data.packing import pack_examples
 from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
 
@@ -16,7 +16,7 @@ def example(ids: list[int]) -> TokenizedExample:
 
 
 def test_unpacked_batch_is_right_padded_with_ignored_labels_and_a_mask():
-    batch = collate([example([5, 6, 7, 8]), example([9, 10])], pad_id=PAD)
+    batch = collate_tokens([example([5, 6, 7, 8]), example([9, 10])], pad_id=PAD)
 
     assert batch.model_inputs["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, PAD, PAD]]
     assert batch.labels.tolist() == [[IGNORE_INDEX, 6, 7, 8], [IGNORE_INDEX, 10, IGNORE_INDEX, IGNORE_INDEX]]
@@ -28,7 +28,7 @@ def test_unpacked_batch_is_right_padded_with_ignored_labels_and_a_mask():
 def test_padding_never_has_a_label_even_when_pad_is_a_real_token_id():
     # GPT-2 style tokenizers often pad with EOS: the padding must still carry no loss.
     eos = 2
-    batch = collate([example([5, 6, eos]), example([7])], pad_id=eos)
+    batch = collate_tokens([example([5, 6, eos]), example([7])], pad_id=eos)
 
     assert batch.model_inputs["input_ids"].tolist()[1] == [7, eos, eos]
     assert batch.labels.tolist()[1] == [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
@@ -38,7 +38,7 @@ def test_packed_batch_has_restarting_positions_and_no_attention_mask():
     packed = pack_examples([example([5, 6, 7]), example([8, 9]), example([10, 11, 12, 13])], max_length=5)
     assert len(packed) == 2
 
-    batch = collate(packed, pad_id=PAD)
+    batch = collate_tokens(packed, pad_id=PAD)
 
     assert "attention_mask" not in batch.model_inputs
     assert batch.model_inputs["input_ids"].tolist() == [[5, 6, 7, 8, 9], [10, 11, 12, 13, PAD]]
@@ -52,7 +52,7 @@ def test_packed_batch_has_restarting_positions_and_no_attention_mask():
 
 
 def test_batch_tensors_are_integer_and_the_same_shape():
-    batch = collate([example([5, 6, 7]), example([8])], pad_id=PAD)
+    batch = collate_tokens([example([5, 6, 7]), example([8])], pad_id=PAD)
 
     tensors = [value for value in batch.model_inputs.values() if isinstance(value, torch.Tensor)]
     shapes = {tuple(tensor.shape) for tensor in tensors} | {tuple(batch.labels.shape)}
@@ -63,7 +63,7 @@ def test_batch_tensors_are_integer_and_the_same_shape():
 
 
 def test_batch_moves_to_a_device_whole():
-    batch = collate(pack_examples([example([5, 6]), example([7, 8, 9])], max_length=8), pad_id=PAD)
+    batch = collate_tokens(pack_examples([example([5, 6]), example([7, 8, 9])], max_length=8), pad_id=PAD)
 
     moved = batch.to(torch.device("cpu"))
 

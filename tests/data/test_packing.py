@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tunelab.data.collate import collate
+from tunelab.data.collate import collate_tokens
 from tunelab.data.formats import format_row
 from tunelab.data.packing import pack_examples
 from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample, tokenize_examples
@@ -126,7 +126,7 @@ def tokenized_rows(tokenizer) -> list[TokenizedExample]:
 
 def token_losses(model, items, pad_id: int, position_ids: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
     """Mean loss per target token over one batch, and every target token's loss in order."""
-    batch = collate(items, pad_id)
+    batch = collate_tokens(items, pad_id)
     inputs = dict(batch.model_inputs)
     if position_ids is not None:
         inputs["position_ids"] = position_ids
@@ -165,7 +165,7 @@ def test_packed_loss_with_positions_that_do_not_restart_differs(model_and_tokeni
     model, tokenizer = model_and_tokenizer
     items = tokenized_rows(tokenizer)
     packed = pack_examples(items, max_length=64)
-    batch = collate(packed, tokenizer.pad_token_id)
+    batch = collate_tokens(packed, tokenizer.pad_token_id)
     plain_positions = torch.arange(batch.labels.size(1)).expand_as(batch.labels)
 
     unpacked_loss, _ = token_losses(model, items, tokenizer.pad_token_id)

@@ -11,7 +11,7 @@ from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import make_records
-from tunelab.data.collate import collate
+from tunelab.data.collate import collate_tokens
 from tunelab.data.formats import FormattedExample
 from tunelab.data.tokenize import tokenize_examples
 from tunelab.methods.registry import get_method
@@ -44,11 +44,11 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_llama):
     pad = tokenizer.pad_token_id
 
     model.zero_grad()
-    accumulate(model, FULL, [collate(items[:4], pad), collate(items[4:], pad)], accelerator)
+    accumulate(model, FULL, [collate_tokens(items[:4], pad), collate_tokens(items[4:], pad)], accelerator)
     accumulated = _gradients(model)
 
     model.zero_grad()
-    accumulate(model, FULL, [collate(items, pad)], accelerator)
+    accumulate(model, FULL, [collate_tokens(items, pad)], accelerator)
     full_batch = _gradients(model)
 
     for name, gradient in full_batch.items():
@@ -57,7 +57,7 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_llama):
     # The naive mean of per-micro-batch means differs, so the comparison above can fail.
     model.zero_grad()
     for chunk in (items[:4], items[4:]):
-        batch = collate(chunk, pad)
+        batch = collate_tokens(chunk, pad)
         loss = summed_token_loss(model(**batch.model_inputs).logits, batch.labels) / count_target_tokens(batch.labels)
         (loss / 2).backward()
     naive = _gradients(model)

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import training_config
-from tunelab.data.collate import collate
+from tunelab.data.collate import collate_tokens
 from tunelab.data.packing import pack_examples
 from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
 from tunelab.training.flops import model_shape
@@ -82,10 +82,10 @@ def test_summary_reports_padding_share_target_tokens_and_mfu(tiny_llama, prompt_
 
 def test_padding_share_counts_the_padded_positions():
     items = [TokenizedExample([5, 6, 7, 8], [IGNORE_INDEX, 6, 7, 8]), TokenizedExample([9], [IGNORE_INDEX])]
-    batch = collate(items, pad_id=0)
+    batch = collate_tokens(items, pad_id=0)
     assert (batch.real_tokens, batch.positions) == (5, 8)
     assert batch.attention_pairs == 4 * 5 // 2 + 1
-    packed = collate(pack_examples(items, max_length=8), pad_id=0)
+    packed = collate_tokens(pack_examples(items, max_length=8), pad_id=0)
     assert (packed.real_tokens, packed.positions, packed.attention_pairs) == (5, 5, 11)
 
 

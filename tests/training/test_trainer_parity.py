@@ -36,7 +36,7 @@ from torch import nn
 
 from conftest import make_records, training_config, write_jsonl
 from tunelab.data.chat_template import ensure_chat_template
-from tunelab.data.collate import collate, padding_id
+from tunelab.data.collate import collate_tokens, padding_id
 from tunelab.data.pipeline import prepare_data
 from tunelab.models.loading import load_tokenizer
 from tunelab.training.batching import epoch_micro_batches
@@ -134,7 +134,7 @@ def _trainer_curve(config, model_folder: Path, output_dir: Path, device: str, tr
     examples, pad_id = _examples_in_tunelab_order(config)
 
     def collate_for_trainer(items: list) -> dict[str, torch.Tensor]:
-        batch = collate(items, pad_id)
+        batch = collate_tokens(items, pad_id)
         inputs = batch.model_inputs
         return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": batch.labels}
 

@@ -1,7 +1,9 @@
 """Turn a list of examples (or packed sequences) into padded tensors for one micro-batch.
 
-Language-model items get token labels; classification items a label index each, and embedded
-items (feature-based training) their stacked feature vectors.
+Language-model items get token labels (``collate_tokens``); classification items a label index
+each (``collate_classification``), and embedded items (feature-based training) their stacked
+feature vectors (``collate_embedded``). Which one a run uses is its method's to say
+(``Method.batch_function``).
 
 Unpacked batches get a 2-D ``attention_mask``. Packed batches get ``position_ids`` and no mask
 (see ``packing``); their padding is given positions restarting at 0, so it forms a segment of
@@ -55,10 +57,17 @@ def causal_pairs(length: int) -> int:
     return length * (length + 1) // 2
 
 
-def collate_classification(
-    items: list[ClassificationExample] | list[EmbeddedExample], pad_id: int, padding_side: str = "right"
-) -> Batch:
-    """Texts padded to the longest (on ``padding_side``) with their label indices, or stacked features.
+def collate_embedded(items: list[EmbeddedExample]) -> Batch:
+    """Stored embeddings stacked, with their label indices (feature-based classification)."""
+    import torch
+
+    labels = torch.tensor([item.label for item in items])
+    features = torch.stack([item.features for item in items])
+    return Batch({"features": features}, labels, sum(item.tokens for item in items))
+
+
+def collate_classification(items: list[ClassificationExample], pad_id: int, padding_side: str = "right") -> Batch:
+    """Texts padded to the longest (on ``padding_side``) with their label indices.
 
     Decoders classify from the last position; they are padded on the left so that it is the
     text's last token even where transformers cannot see the ids (prompt tuning passes embeddings).
@@ -66,9 +75,6 @@ def collate_classification(
     import torch
 
     labels = torch.tensor([item.label for item in items])
-    if isinstance(items[0], EmbeddedExample):
-        features = torch.stack([item.features for item in items])
-        return Batch({"features": features}, labels, sum(item.tokens for item in items))
     width = max(len(item.input_ids) for item in items)
     input_ids, masks = [], []
     for item in items:
@@ -83,13 +89,6 @@ def collate_classification(
         inputs["position_ids"] = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     lengths = [len(item.input_ids) for item in items]
     return Batch(inputs, labels, sum(lengths), sum(causal_pairs(length) for length in lengths))
-
-
-def collate(items: list, pad_id: int, padding_side: str = "right") -> Batch:
-    """One micro-batch of any kind of item: language-model, packed, classification or embedded."""
-    if isinstance(items[0], ClassificationExample | EmbeddedExample):
-        return collate_classification(items, pad_id, padding_side)
-    return collate_tokens(items, pad_id)
 
 
 def collate_tokens(items: list[TokenizedExample] | list[PackedSequence], pad_id: int) -> Batch:

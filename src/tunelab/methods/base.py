@@ -6,15 +6,18 @@ it, freeze what must not train), how its logits line up with the labels, what it
 can be merged into a standalone model. It also states what the loop must know of it rather than
 the loop guessing from option names or item types: the tokens it puts in front of every sequence
 (``extra_context_tokens``), the data column it reads beyond the format's own (``task_column``), the
-items it trains on (``transform_items``) and how its inputs are padded (``padding_side``), the
+items it trains on (``transform_items``) and how they become a batch (``batch_function``, padded on
+``padding_side``); the
 strategies that train nothing (zero-shot, few-shot, RAG) are not Methods but ``InContextStrategy``s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunelab.config.schema import MethodOptions
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from tunelab.data.collate import Batch
     from tunelab.data.pipeline import PreparedData
     from tunelab.models.loading import ClassifierHead
 
@@ -110,6 +114,15 @@ class Method:
         from tunelab.models.heads import is_encoder_type
 
         return "right" if is_encoder_type(getattr(getattr(model, "config", None), "model_type", None)) else "left"
+
+    def batch_function(self, model: nn.Module, task: str, pad_id: int) -> Callable[[list[Any]], Batch]:
+        """How a list of this method's training items becomes one micro-batch: token sequences for a
+        language model, texts with a label index each (padded on ``padding_side``) for a classifier."""
+        from tunelab.data.collate import collate_classification, collate_tokens
+
+        if task == "classification":
+            return partial(collate_classification, pad_id=pad_id, padding_side=self.padding_side(model))
+        return partial(collate_tokens, pad_id=pad_id)
 
     def transform_items(
         self, model: nn.Module, data: PreparedData, options: MethodOptions, plan: TrainingPlan

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -30,6 +31,7 @@ from tunelab.run_files import is_run_folder
 if TYPE_CHECKING:
     from torch import nn
 
+    from tunelab.data.collate import Batch
     from tunelab.data.pipeline import PreparedData
     from tunelab.models.loading import ClassifierHead
 
@@ -61,6 +63,12 @@ class FeatureBased(Method):
     def padding_side(self, model: nn.Module) -> str:
         """Right: the embeddings pool with the attention mask, and the stored ones were embedded so."""
         return "right"
+
+    def batch_function(self, model: nn.Module, task: str, pad_id: int) -> Callable[[list[Any]], Batch]:
+        """The stored embeddings stacked (``transform_items`` made every example one)."""
+        from tunelab.data.collate import collate_embedded
+
+        return collate_embedded
 
     def load_base(self, reference: str, precision: str, head: ClassifierHead | None = None) -> nn.Module:
         """The bare encoder (no task head); a run folder is loaded whole and its hidden states used."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tunelab.data.collate import Batch, collate
+from tunelab.data.collate import Batch, collate_tokens
 from tunelab.training.accelerator import sum_dtype
 from tunelab.training.loss import count_targets, summed_loss
 from tunelab.training.steps import batch_logits, batch_loss
@@ -82,7 +82,7 @@ def evaluate(
 
 def mean_token_loss(model: torch.nn.Module, items: list, pad_id: int, batch_size: int = 8) -> float:
     """A finished model's loss per target token over ``items``, in this process."""
-    return evaluate(model, items, batch_size, partial(collate, pad_id=pad_id)).loss
+    return evaluate(model, items, batch_size, partial(collate_tokens, pad_id=pad_id)).loss
 
 
 def perplexity(loss: float) -> float:

@@ -26,7 +26,6 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from tunelab.config.loading import with_absolute_paths
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
-from tunelab.data.collate import collate, padding_id
+from tunelab.data.collate import padding_id
 from tunelab.data.pipeline import prepare_classification_data, prepare_data
 from tunelab.errors import UserError
 from tunelab.methods.base import Method, TrainingPlan
@@ -241,12 +240,12 @@ class TrainingRecipe:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.base_bytes = weights_bytes(model)  # before the method's additions
-        padding_side = method.padding_side(model)
+        make_batch = method.batch_function(model, config.task, self.pad_id)  # on the base, as prepared below
         self.data = method.transform_items(model, data, config.method, plan)  # features, for feature-based methods
         model = method.prepare(model, config.method, plan)
         if self.train_config.compile:
             model.compile()  # in place: the state dict keeps its names, checkpoints and artifacts are unchanged
-        self.make_batch = partial(collate, pad_id=self.pad_id, padding_side=padding_side)
+        self.make_batch = make_batch
         self.trainable_params, self.total_params = count_parameters(model)
         log.info(
             f"method {method.name}: {self.trainable_params:,} of {self.total_params:,} parameters train "
