@@ -1,11 +1,12 @@
 """Reading a run folder that ``train`` wrote: whether a folder holds a run, its config.yaml and
 summary.json, and what a model was trained as.
 
-The one place these files are read; ``RunDirectory`` (run_directory.py) writes them. A folder with
-both files holds a trained run that loads as a model (``is_run_folder``); it is finished once its
-summary names no work still ``PENDING`` (``is_finished_run``), which is what skip / resume decisions
-go by (decision.py). This module imports nothing of tunelab, so every layer that takes a model
-reference (models, inference, evaluation, serve) may use it.
+The one place these files are read; ``RunDirectory`` (runs/run_directory.py) writes them. A folder
+with both files holds a trained run that loads as a model (``is_run_folder``); it is finished once
+its summary names no work still ``PENDING`` (``is_finished_run``), which is what skip / resume
+decisions go by (runs/decision.py). It sits in the base layer, not in runs/, and imports nothing of
+tunelab, because a run folder is a model reference: every layer that takes one (models, features,
+methods, inference, evaluation, serve) must recognise it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ texts (the same surveys labelled for sentiment, then for complaint / praise / fe
 not run the model again. No library caches pooled hidden states keyed this way, so it is ours.
 The key covers the model (its folder and the size and time of its weight files, so a retrained
 model in the same folder is not mistaken for the old one), the pooling, the layer and a hash of
-every token id. Files are written through ``runs.atomic.atomic_path`` (a temporary name, then a
+every token id. Files are written through ``tunelab.atomic.atomic_path`` (a temporary name, then a
 rename), so a crash leaves no half file.
 """
 

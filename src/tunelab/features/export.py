@@ -2,7 +2,7 @@
 
 Writes safetensors (``embeddings`` [n, width], with the model, pooling and layer in the metadata)
 or Parquet (``text`` and ``embedding`` columns), chosen by the output's suffix, through
-``runs.atomic.atomic_path`` (a temporary file and a rename). Uses the same embedding cache as
+``tunelab.atomic.atomic_path`` (a temporary file and a rename). Uses the same embedding cache as
 feature-based training.
 """
 

@@ -1,7 +1,7 @@
 """Fold a run's trained artifact into its base and save a standalone transformers model.
 
 The merged model is a whole folder: it is saved into a staging folder beside ``output`` and renamed
-into place (not written file by file through ``runs.atomic``), so an interrupted merge never leaves
+into place (not written file by file through ``tunelab.atomic``), so an interrupted merge never leaves
 a half model where a finished one is expected.
 """
 

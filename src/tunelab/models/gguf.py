@@ -91,7 +91,7 @@ def converted_folder(gguf_file: Path, cache: Path | None = None) -> GgufSource:
 def _convert(source: GgufSource) -> None:
     """Dequantize into a temporary folder beside the cache entry, then rename it into place, so an
     interrupted conversion never looks finished and two concurrent ones cannot mix files (a whole
-    folder, hence staged here rather than through ``runs.atomic``'s file writers)."""
+    folder, hence staged here rather than through ``tunelab.atomic``'s file writers)."""
     try:
         import gguf  # noqa: F401  (transformers needs it to read the file; say so up front)
     except ImportError:

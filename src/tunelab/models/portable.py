@@ -12,7 +12,7 @@ transformers 5 writes two things transformers 4.57 misreads, one loudly and one 
 ``make_portable`` adds what transformers 4 looks for beside what transformers 5 wrote; transformers 5
 reads the result exactly as before. No maintained library does this translation (transformers writes
 only its own format), which is why it is ours. A file that changes is replaced by a rename
-(``runs.atomic``), never rewritten in place, and one already portable is left alone.
+(``tunelab.atomic``), never rewritten in place, and one already portable is left alone.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ similarity). Ours is the on-disk cache: a folder ``cache_dir/<key[:16]>/`` holdi
 ``chunks.jsonl`` and ``manifest.json``, keyed by a sha256 of the documents, the chunking and the
 embedder's name, so a second use of the same collection makes no embedding call. A folder is
 built under a temporary name and renamed into place (a whole folder, hence staged here rather than
-through ``runs.atomic``'s file writers), and ``manifest.json`` is its last file: an interrupted build
+through ``tunelab.atomic``'s file writers), and ``manifest.json`` is its last file: an interrupted build
 is never trusted, and a folder whose manifest does not carry the key is rebuilt.
 """
 

@@ -163,7 +163,7 @@ class RunDirectory:
         """Move every file saved in ``staging`` into the run folder, each by an atomic rename.
 
         The artifact is saved by libraries (``save_pretrained``) into a whole staging folder, so it is
-        installed by renames here rather than written through ``runs.atomic``."""
+        installed by renames here rather than written through ``tunelab.atomic``."""
         for item in sorted(staging.iterdir()):
             target = self.path / item.name
             if target.is_dir() and item.is_dir():

@@ -216,7 +216,7 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 def _publish(staging: Path, output: Path, overwrite: bool) -> None:
     """Move the finished ``staging`` folder to ``output`` with renames, so ``output`` is never half written
-    (a whole folder, hence staged here rather than through ``runs.atomic``'s file writers)."""
+    (a whole folder, hence staged here rather than through ``tunelab.atomic``'s file writers)."""
     _check_output(output, overwrite)  # again: something may have appeared while we trained
     if not output.exists():
         os.rename(staging, output)

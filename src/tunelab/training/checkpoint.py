@@ -4,7 +4,7 @@
 is megabytes) and writes in place; a checkpoint here holds only what trains and is written to a
 temporary folder that is renamed into place, so a SIGKILL never leaves a half checkpoint. A
 checkpoint is a whole folder, so it is staged here rather than written file by file through
-``runs.atomic``.
+``tunelab.atomic``.
 """
 
 from __future__ import annotations
