@@ -69,14 +69,18 @@ def test_ratios_take_each_sides_best_and_a_refused_row_stays_in_the_table(vs_trl
     speed = ratios["tunelab best / TRL best, real tokens/s"]
     assert (speed["of"], speed["over"]) == ("tunelab-packing", "trl-packing")  # bf16 is not an fp32 best
     assert speed["value"] == pytest.approx(1000 / 400)
-    memory = ratios["tunelab best / TRL best, peak RSS"]
-    assert (memory["of"], memory["over"]) == ("tunelab-padding", "trl-padding")
+    leanest = ratios["tunelab leanest / TRL leanest, peak RSS"]
+    assert (leanest["of"], leanest["over"]) == ("tunelab-padding", "trl-padding")
+    fastest = ratios["tunelab fastest / TRL fastest, peak RSS"]  # what the fastest of each side costs
+    assert (fastest["of"], fastest["over"]) == ("tunelab-packing", "trl-packing")
+    assert fastest["value"] == pytest.approx(450 / 1000)
     assert ratios["tunelab bf16 / tunelab fp32, real tokens/s"]["value"] == pytest.approx(2.0)
     table = vs_trl.markdown_table(rows, steps=3, warmup=1)
     assert "refused: config error: train.compile: needs a C++ compiler" in table
     lines = vs_trl.ratio_lines(ratios)
     assert any("real tokens/s: x2.500" in line and "target >= 2.0: met" in line for line in lines)
-    assert any("peak RSS: x0.471" in line and "target <= 0.5: met" in line for line in lines)
+    assert any("leanest, peak RSS: x0.471" in line and "target" not in line for line in lines)
+    assert any("fastest, peak RSS: x0.450" in line and "target <= 0.5: met" in line for line in lines)
     assert any(
         "bf16 / tunelab fp32, real tokens/s: x2.000" in line and "target >= 3.0: NOT met" in line for line in lines
     )
