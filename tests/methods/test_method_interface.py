@@ -75,3 +75,17 @@ def test_in_context_strategies_have_their_own_interface(name):
 def test_every_trained_method_is_a_method():
     trained = [m for m in registry.available_methods().values() if not isinstance(m, InContextStrategy)]
     assert trained and all(isinstance(method, Method) for method in trained)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="fp16 is allowed where CUDA is present")
+def test_an_in_context_run_still_checks_its_precision(tiny_llama, prompt_completion_file, tmp_path):
+    """zeroshot does not go through the training loop, but train.precision is checked for it all the same."""
+    config = training_config(
+        tiny_llama,
+        prompt_completion_file,
+        tmp_path / "run",
+        **{"method.name": "zeroshot", "data.eval": prompt_completion_file, "train.precision": "fp16"},
+    )
+    with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
+        train(config, progress=False)
+    assert not (tmp_path / "run" / "summary.json").exists()

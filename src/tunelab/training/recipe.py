@@ -106,6 +106,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     tracking = RunTracking()
     try:
         with FolderLock(config.output_dir, "run folder"), torch_threads(run_threads(config.train.threads)):
+            check_precision(config.train.precision)
             strategy = get_method(config.method.name)
             if isinstance(strategy, InContextStrategy):  # zero-shot, few-shot, RAG: no loop, only answers
                 return run_in_context(config, strategy, overwrite, progress)
@@ -153,7 +154,6 @@ class TrainingRecipe:
     # -- 1. Everything cheap, before anything heavy loads (inputs and paths: in train) --------------
 
     def check(self) -> None:
-        check_precision(self.train_config.precision)
         method, config = self.method, self.config
         if self.train_config.resume and not method.supports_resume:
             raise UserError(
@@ -240,12 +240,11 @@ class TrainingRecipe:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.base_bytes = weights_bytes(model)  # before the method's additions
-        make_batch = method.batch_function(model, config.task, self.pad_id)  # on the base, as prepared below
+        self.make_batch = method.batch_function(model, config.task, self.pad_id)  # on the base, before prepare
         self.data = method.transform_items(model, data, config.method, plan)  # features, for feature-based methods
         model = method.prepare(model, config.method, plan)
         if self.train_config.compile:
             model.compile()  # in place: the state dict keeps its names, checkpoints and artifacts are unchanged
-        self.make_batch = make_batch
         self.trainable_params, self.total_params = count_parameters(model)
         log.info(
             f"method {method.name}: {self.trainable_params:,} of {self.total_params:,} parameters train "
