@@ -62,7 +62,7 @@ def _expects_text(annotation: Any) -> bool:
     )
 
 
-def is_text_key(tree: dict[str, Any], parts: list[str], methods: MethodCatalog | None = None) -> bool:
+def is_text_key(tree: dict[str, Any], parts: list[str], methods: MethodCatalog) -> bool:
     """Whether the dotted key names a string or path setting (``output_dir``, ``data.train``, ...)."""
     if parts == ["model"]:
         return True  # a hub id or a folder; a scratch model is given key by key (model.init=scratch)
@@ -81,7 +81,7 @@ def is_text_key(tree: dict[str, Any], parts: list[str], methods: MethodCatalog |
     if parts[0] == "method" and len(parts) == 2:
         method = tree.get("method")
         name = method.get("name") if isinstance(method, dict) else method
-        chosen = (methods or {}).get(str(name or MethodOptions.model_fields["name"].default))
+        chosen = methods.get(str(name or MethodOptions.model_fields["name"].default))
         field = chosen.options_type.model_fields.get(parts[1]) if chosen else None
         return field is not None and _expects_text(field.annotation)
     section = sections.get(parts[0])
@@ -89,7 +89,7 @@ def is_text_key(tree: dict[str, Any], parts: list[str], methods: MethodCatalog |
     return field is not None and _expects_text(field.annotation)
 
 
-def apply_override(tree: dict[str, Any], assignment: str, methods: MethodCatalog | None = None) -> None:
+def apply_override(tree: dict[str, Any], assignment: str, methods: MethodCatalog) -> None:
     """Apply one ``a.b.c=value`` override in place.
 
     The value is parsed as YAML (``16``, ``true``, ``[a, b]``, ``null``) except for string and

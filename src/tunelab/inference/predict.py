@@ -49,7 +49,7 @@ def predict_labels(
     from tunelab.data.classification import ClassificationExample
     from tunelab.data.collate import collate_classification, padding_id
     from tunelab.inference.generate import best_device
-    from tunelab.methods.base import Method
+    from tunelab.methods.base import Method, padding_side_by_architecture
     from tunelab.methods.loading import load_model
     from tunelab.methods.registry import get_method
     from tunelab.models.loading import load_tokenizer
@@ -67,7 +67,7 @@ def predict_labels(
     tokenizer = load_tokenizer(str(run_dir))
     model = load_model(str(run_dir), dtype=torch.float32).to(best_device()).eval()
     method = get_method(run_config["method"]["name"])
-    side = method.padding_side(model) if isinstance(method, Method) else Method().padding_side(model)
+    side = method.padding_side(model) if isinstance(method, Method) else padding_side_by_architecture(model)
     pad_id = padding_id(tokenizer)
     encoded = tokenizer(inputs, truncation=True, max_length=max_length)["input_ids"]
     predictions = []

@@ -7,8 +7,8 @@ can be merged into a standalone model. It also states what the loop must know of
 the loop guessing from option names or item types: the tokens it puts in front of every sequence
 (``extra_context_tokens``), the data column it reads beyond the format's own (``task_column``), the
 items it trains on (``transform_items``) and how they become a batch (``batch_function``, padded on
-``padding_side``); the
-strategies that train nothing (zero-shot, few-shot, RAG) are not Methods but ``InContextStrategy``s.
+``padding_side``). The strategies that train nothing (zero-shot, few-shot, RAG) are not Methods but
+``InContextStrategy``s.
 """
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ def peft_task_type(plan: TrainingPlan) -> str:
     return TaskType.SEQ_CLS if plan.task == "classification" else TaskType.CAUSAL_LM
 
 
+def padding_side_by_architecture(model: nn.Module) -> str:
+    """Decoders (Llama, GPT-2, Qwen2) read a label from the last position, so they are padded on the
+    left; encoders (BERT, RoBERTa) read it from the first ([CLS]) and are padded on the right, where
+    their positions stay those of pretraining."""
+    from tunelab.models.heads import is_encoder_type
+
+    return "right" if is_encoder_type(getattr(getattr(model, "config", None), "model_type", None)) else "left"
+
+
 class Method:
     """Base class for a strategy; subclasses set the class variables and override ``prepare``."""
 
@@ -70,7 +79,6 @@ class Method:
     # (bench/phrasebank_minilm.py --dev), causal_lm ones on SNIPS-to-JSON with SmolLM2 and from the
     # methods' papers; bench/README.md has the table.
     recommended: ClassVar[dict[str, dict[str, float]]] = {}
-    needs_training_data: ClassVar[bool] = True  # every method learns from data.train
 
     # True where load_base builds something other than the plain model (qlora's 4-bit base), so that
     # a parameter count (tunelab methods --model) loads the method's own base instead of copying one.
@@ -107,13 +115,9 @@ class Method:
         return None
 
     def padding_side(self, model: nn.Module) -> str:
-        """Where a batch of the trained model's inputs is padded. Decoders (Llama, GPT-2, Qwen2) read a
-        label from the last position, so they are padded on the left; encoders (BERT, RoBERTa) read it
-        from the first ([CLS]) and are padded on the right, where their positions stay those of
-        pretraining."""
-        from tunelab.models.heads import is_encoder_type
-
-        return "right" if is_encoder_type(getattr(getattr(model, "config", None), "model_type", None)) else "left"
+        """Where a batch of the trained model's inputs is padded: by its architecture, unless the
+        method's inputs say otherwise (stored embeddings)."""
+        return padding_side_by_architecture(model)
 
     def batch_function(self, model: nn.Module, task: str, pad_id: int) -> Callable[[list[Any]], Batch]:
         """How a list of this method's training items becomes one micro-batch: token sequences for a

@@ -16,6 +16,7 @@ from typing import Any
 from tunelab.config.loading import config_tree, validate_tree
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.errors import UserError
+from tunelab.methods.in_context import InContextStrategy
 from tunelab.methods.registry import available_methods, get_method
 from tunelab.models.resolve import check_model_reference
 from tunelab.run_files import run_task
@@ -36,8 +37,9 @@ def check_training_inputs(config: TunelabConfig) -> None:
     """The checks a training run needs beyond the schema: required keys, files that must exist."""
     if not config.model:
         raise UserError("config error: model: required (a hub id, a local model folder or a run folder)")
-    needs_train = get_method(config.method.name).needs_training_data or config.data.eval is None
-    if config.data.train is None and needs_train:  # zero-shot and RAG answer data.eval alone
+    method = get_method(config.method.name)
+    answers_eval_alone = isinstance(method, InContextStrategy) and not method.needs_training_data  # zeroshot, rag
+    if config.data.train is None and not (answers_eval_alone and config.data.eval is not None):
         raise UserError("config error: data.train: required (a .jsonl, .json, .csv, .parquet or .txt file)")
     for key, path in (("data.train", config.data.train), ("data.eval", config.data.eval)):
         if path is not None and Path(path).is_dir():

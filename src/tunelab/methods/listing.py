@@ -72,14 +72,13 @@ def list_methods(model_reference: str | None = None, task: str | None = None) ->
             )
         base = load_model(model_reference, dtype=torch.float32, merge_adapters=True, head=head)
     for method in available_methods().values():
-        in_context = isinstance(method, InContextStrategy)
         listing = MethodListing(
             method.name, method.summary, method.trains, isinstance(method, Method) and method.can_merge
         )
         listing.recommended = {each: method.recommended_train(each) for each in method.tasks}
         if base is not None and task not in method.tasks:
             listing.note = f"trains {' and '.join(method.tasks)} only, not {task}"
-        elif base is not None and in_context:  # only the prompt changes: nothing to build
+        elif base is not None and isinstance(method, InContextStrategy):  # only the prompt changes: nothing to build
             from tunelab.models.size import count_parameters
 
             listing.trainable_params, listing.total_params = 0, count_parameters(base)[1]
