@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from tunelab.allocator import relaunch_on_tcmalloc
 from tunelab.errors import UserError, first_line
 from tunelab.training.interrupt import EXIT_INTERRUPTED
 
@@ -312,7 +313,13 @@ def write_crash_report(error: BaseException) -> Path:
 
 
 def console_main() -> int:
-    """The ``tunelab`` command: ``main`` with deprecations shown once each."""
+    """The ``tunelab`` command: ``main`` with deprecations shown once each, on tcmalloc where the
+    machine has it (tunelab.allocator: the process executes itself again before importing torch)."""
+    try:
+        relaunch_on_tcmalloc()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     show_deprecations_once()
     return main()
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from tunelab.allocator import loaded_allocator
 from tunelab.config.loading import with_absolute_paths
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
@@ -493,6 +494,7 @@ class TrainingRecipe:
             "matmul_peak_gflops": round(self.peak_flops / 1e9, 1),
             "threads": torch.get_num_threads(),
             "peak_memory_bytes": peak_memory_bytes(device),
+            "allocator": loaded_allocator(),  # tcmalloc or the system's: it moves speed and memory on the CPU
             "base_weights_bytes": self.base_bytes,
             "train_loss": self.last_train_loss,
             "steps": state.step,
