@@ -82,6 +82,14 @@ class Setting:
     threads: int | None = None  # None: --threads
     other_precision: bool = False  # the precision that is not the baseline's (bf16 on the CPU)
     once: bool = False  # one run, not --repeats (compilation alone takes minutes); --repeat-all lifts it
+    # the malloc the process runs on: tunelab's rows as the tunelab command runs them (tcmalloc where
+    # the machine has it, tunelab.allocator), TRL's as a user starts it (the system's)
+    allocator: str | None = None  # None: "auto" for tunelab, "system" for TRL
+
+
+def run_allocator(setting: dict[str, Any]) -> str:
+    """auto, tcmalloc or system for a setting (as a dict, as it travels to the child)."""
+    return setting["allocator"] or ("auto" if setting["side"] == "tunelab" else "system")
 
 
 def settings(lever_threads: int) -> list[Setting]:
@@ -116,7 +124,15 @@ def settings(lever_threads: int) -> list[Setting]:
             trl={"train_sampling_strategy": "group_by_length"},
             other_precision=True,
         ),
+        Setting(
+            "trl-group-by-length-tcmalloc",
+            "TRL group_by_length, on tcmalloc",
+            "trl",
+            trl={"train_sampling_strategy": "group_by_length"},
+            allocator="tcmalloc",
+        ),
         Setting("tunelab-padding", "tunelab padding (defaults)", "tunelab"),
+        Setting("tunelab-system-malloc", "tunelab TUNELAB_ALLOCATOR=system", "tunelab", allocator="system"),
         Setting("tunelab-packing", "tunelab data.packing=true", "tunelab", overrides=("data.packing=true",)),
         Setting(
             "tunelab-plain-loss", "tunelab train.chunked_loss=false", "tunelab", overrides=("train.chunked_loss=false",)
@@ -147,7 +163,8 @@ def settings(lever_threads: int) -> list[Setting]:
 
 
 DEFAULT_CONFIGS = (
-    "trl-padding,trl-packing,trl-group-by-length,trl-gc,tunelab-padding,tunelab-packing,tunelab-plain-loss,"
+    "trl-padding,trl-packing,trl-group-by-length,trl-group-by-length-tcmalloc,trl-gc,tunelab-padding,"
+    "tunelab-system-malloc,tunelab-packing,tunelab-plain-loss,"
     "tunelab-bf16,tunelab-threads,tunelab-compile,trl-full,tunelab-full"
 )
 BASELINE = "tunelab-padding"  # the levers' ratios are against it
@@ -449,21 +466,34 @@ def trl_child(spec: RunSpec) -> dict[str, Any]:
 def child_main(spec: RunSpec) -> None:
     import torch
 
+    from tunelab.allocator import loaded_allocator
+
     quiet_libraries()
     torch.set_num_threads(spec.threads)
     started = time.perf_counter()
     result = tunelab_child(spec) if spec.setting["side"] == "tunelab" else trl_child(spec)
     result["process_seconds"] = time.perf_counter() - started
+    result["allocator"] = loaded_allocator()
     Path(spec.result_file).write_text(json.dumps(result), encoding="utf-8")
 
 
 # --- The parent: runs, repeats, medians -------------------------------------------------------
 
 
+def allocator_environment(env: dict[str, str], choice: str) -> dict[str, str]:
+    """The environment of a run on ``choice`` (auto, tcmalloc or system), as the tunelab command sets it."""
+    from tunelab.allocator import CHOICE_VARIABLE, PRELOADED_VARIABLE, preload_environment
+
+    env = {key: value for key, value in env.items() if key not in ("LD_PRELOAD", PRELOADED_VARIABLE)}
+    env[CHOICE_VARIABLE] = choice
+    return preload_environment(env) or env
+
+
 def run_child(spec: RunSpec) -> dict[str, Any]:
     """One run in a fresh process; its result, or why it has none."""
     env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "TOKENIZERS_PARALLELISM": "false"}
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    env = allocator_environment(env, run_allocator(spec.setting))
     command = [sys.executable, __file__, "--child", json.dumps(asdict(spec))]
     finished = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     result_file = Path(spec.result_file)
@@ -560,6 +590,7 @@ def aggregate(setting: Setting, results: list[dict[str, Any]], warmup: int, prec
         warmup_seconds=statistics.median(f["warmup_seconds"] for f in figures),
         peak_memory_bytes=statistics.median(result["peak_memory_bytes"] for result in good),
         padding_share=good[0]["padding_share"],
+        allocator=good[0].get("allocator", "system"),
         losses=losses[0],
         losses_agree_across_repeats=all(other == losses[0] for other in losses[1:]),
         tokens_per_s_runs=[f["tokens_per_s"] for f in figures],
@@ -580,11 +611,11 @@ def number(value: float | None, digits: int = 1) -> str:
 def markdown_table(rows: list[dict[str, Any]], steps: int, warmup: int) -> str:
     has_mfu = any("mfu" in row for row in rows)
     header = f"| configuration | real tokens/s | peak RSS MiB | padding share | loss at step 1 | loss at step {steps} |"
-    header += " warm-up s |" + (" MFU |" if has_mfu else "")
-    lines = [header, "|---|" + "---:|" * (6 + has_mfu)]
+    header += " warm-up s | malloc |" + (" MFU |" if has_mfu else "")
+    lines = [header, "|---|" + "---:|" * 6 + "---|" + "---:|" * has_mfu]
     for row in rows:
         if row["status"] != "ok":
-            lines.append(f"| {row['label']} | {row['status']}: {row['reason']} |" + " |" * (5 + has_mfu))
+            lines.append(f"| {row['label']} | {row['status']}: {row['reason']} |" + " |" * (6 + has_mfu))
             continue
         losses = row["losses"]
         cells = [
@@ -595,6 +626,7 @@ def markdown_table(rows: list[dict[str, Any]], steps: int, warmup: int) -> str:
             number(losses[0], 4),
             number(losses[-1], 4),
             f"{row['warmup_seconds']:.1f} ({warmup} step{'s' if warmup != 1 else ''})",
+            row["allocator"],
         ]
         if has_mfu:
             cells.append(f"{row['mfu']:.2%}" if "mfu" in row else "")
