@@ -105,3 +105,26 @@ def test_a_bf16_base_under_fp32_adapters_gives_the_plain_loss(tiny_llama):
         plain = summed_loss(batch_logits(model, method, batch), batch.labels)
         chunked = batch_loss(model, method, batch)  # its head runs outside the forward, as in the loop
     torch.testing.assert_close(chunked, plain, atol=2e-2 * float(plain), rtol=0)  # bf16 precision
+
+
+def test_a_plain_head_gets_its_gradients_without_recomputing_any_logits(monkeypatch):
+    """The fused path (gradients in the forward pass): a head with a bias, several chunks, the
+    same loss and gradients as autograd through the full logits, and no checkpoint recomputation."""
+    monkeypatch.setattr(head_loss, "checkpoint", lambda *args, **kwargs: pytest.fail("recomputed a chunk"))
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 400)
+    hidden = torch.randn(2, 12, 16, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 400, (2, 12), generator=generator)
+    labels[:, :5] = IGNORE_INDEX
+    loss = head_loss.summed_head_loss(hidden, labels, head)
+    (2.5 * loss).backward()  # the incoming gradient scales every one
+    fused = [hidden.grad.clone(), head.weight.grad.clone(), head.bias.grad.clone()]
+    hidden.grad = head.weight.grad = head.bias.grad = None
+    logits = head(hidden[:, :-1])
+    plain = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 400), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    (2.5 * plain).backward()
+    torch.testing.assert_close(loss, plain)
+    for got, expected in zip(fused, [hidden.grad, head.weight.grad, head.bias.grad], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)

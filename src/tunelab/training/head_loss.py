@@ -5,8 +5,11 @@ copy in fp32, and the softmax and its gradient make more copies, although the lo
 target positions only (completion-only training skips every prompt token). Here the model body
 runs with transformers' ``logits_to_keep=1`` (its head computes one position), the final hidden
 states are taken at the target positions only, and the output head and the cross-entropy run on
-them in chunks under activation checkpointing: at most one chunk of logits exists at a time,
-forward or backward. Loss and gradients equal the plain path's (tests/training/test_head_loss.py).
+them in chunks: at most one chunk of logits exists at a time. For a plain linear head the gradients
+are computed in the same pass, chunk by chunk (softmax minus one-hot, as Liger's fused kernel does),
+so the backward pass neither keeps nor recomputes any logits; a wrapped head (an adapter on it)
+runs each chunk under activation checkpointing instead. Loss and gradients equal the plain path's
+(tests/training/test_head_loss.py).
 
 Liger-Kernel's fused linear cross-entropy does this with Triton kernels on CUDA; no maintained
 library does it in plain PyTorch, on CPU as well, for a model wrapped by PEFT or DDP, which is why
@@ -16,16 +19,12 @@ it is ours. It applies to architectures whose logits are exactly ``head(final hi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tunelab.data.tokenize import IGNORE_INDEX
-
-if TYPE_CHECKING:
-    from torch import nn
 
 # model types whose logits are the output head applied to the last hidden state, nothing more
 # (no soft-capping, no logit scale): checked against the plain path in the tests
@@ -51,6 +50,51 @@ def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module) ->
     return F.cross_entropy(head(hidden.to(head.weight.dtype)).float(), targets, reduction="sum")
 
 
+class _FusedHeadLoss(torch.autograd.Function):
+    """The summed cross-entropy of ``rows`` through a plain linear head, with its gradients computed
+    chunk by chunk during the forward pass (d loss / d logits = softmax - one-hot), so that no
+    chunk's logits are kept or computed again for the backward pass: one head product fewer than
+    checkpointing, the weight gradient accumulated in one buffer."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, targets, rows_per_chunk):  # noqa: ANN001, ANN205
+        total = rows.new_zeros((), dtype=torch.float32)
+        grad_rows = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_bias = (
+            torch.zeros_like(bias, dtype=torch.float32) if bias is not None and ctx.needs_input_grad[2] else None
+        )
+        for start in range(0, rows.shape[0], rows_per_chunk):
+            chunk = slice(start, start + rows_per_chunk)
+            inputs = rows[chunk].to(weight.dtype)
+            logits = F.linear(inputs, weight, bias).float()
+            total = total + F.cross_entropy(logits, targets[chunk], reduction="sum")
+            grad_logits = torch.softmax(logits, dim=-1)
+            grad_logits[torch.arange(logits.shape[0], device=logits.device), targets[chunk]] -= 1
+            del logits
+            grad_logits = grad_logits.to(weight.dtype)
+            if grad_rows is not None:
+                grad_rows[chunk] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight += (grad_logits.t() @ inputs).float()
+            if grad_bias is not None:
+                grad_bias += grad_logits.float().sum(dim=0)
+        ctx.save_for_backward(*(g for g in (grad_rows, grad_weight, grad_bias) if g is not None))
+        ctx.present = (grad_rows is not None, grad_weight is not None, grad_bias is not None)
+        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: ANN001, ANN205
+        saved = iter(ctx.saved_tensors)
+        grads = [next(saved) * grad_total if present else None for present in ctx.present]
+        if grads[1] is not None:
+            grads[1] = grads[1].to(ctx.dtypes[0])
+        if grads[2] is not None:
+            grads[2] = grads[2].to(ctx.dtypes[1])
+        return grads[0], grads[1], grads[2], None, None
+
+
 def summed_head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
     """Sum over target tokens of -log p(token | previous tokens), from the final hidden states
     (``[batch, tokens, hidden]``, lined up with ``labels``) through ``head``, chunk by chunk."""
@@ -58,10 +102,12 @@ def summed_head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module
     keep = shifted != IGNORE_INDEX
     rows, targets = hidden[:, :-1][keep], shifted[keep]
     rows_per_chunk = max(1, CHUNK_LOGITS // max(head.weight.shape[0], 1))
+    if torch.is_grad_enabled() and type(head) is nn.Linear:  # a plain head: gradients in the forward pass
+        return _FusedHeadLoss.apply(rows, head.weight, head.bias, targets, rows_per_chunk)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, rows.shape[0], rows_per_chunk):
         chunk = slice(start, start + rows_per_chunk)
-        if torch.is_grad_enabled():  # keep no chunk's logits for the backward pass: recompute them
+        if torch.is_grad_enabled():  # a wrapped head: keep no chunk's logits, recompute them
             total = total + checkpoint(_chunk_loss, rows[chunk], targets[chunk], head, use_reentrant=False)
         else:
             total = total + _chunk_loss(rows[chunk], targets[chunk], head)
