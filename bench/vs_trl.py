@@ -146,12 +146,6 @@ def settings(lever_threads: int) -> list[Setting]:
             other_precision=True,
         ),
         Setting(
-            "tunelab-packing-masked",
-            "tunelab data.packing=true, train.segment_attention=false",
-            "tunelab",
-            overrides=("data.packing=true", "train.segment_attention=false"),
-        ),
-        Setting(
             "tunelab-packing-system-malloc",
             "tunelab data.packing=true, TUNELAB_ALLOCATOR=system",
             "tunelab",
@@ -695,9 +689,6 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "tunelab packing bf16 / tunelab padding fp32, real tokens/s": ratio(
             by_name.get("tunelab-packing-bf16"), by_name.get(BASELINE), speed
-        ),
-        "tunelab packing / tunelab packing, masked attention, real tokens/s": ratio(
-            by_name.get("tunelab-packing"), by_name.get("tunelab-packing-masked"), speed
         ),
         "tunelab packing / tunelab packing, system malloc, real tokens/s": ratio(
             by_name.get("tunelab-packing"), by_name.get("tunelab-packing-system-malloc"), speed

@@ -36,6 +36,14 @@ def test_no_relaunch_where_the_choice_is_made_already(environ):
     assert preload_environment(environ, library="/lib/libtcmalloc_minimal.so.4") is None
 
 
+def test_system_drops_only_the_tcmalloc_a_tunelab_parent_preloaded():
+    inherited = {"TUNELAB_ALLOCATOR": "system", PRELOADED_VARIABLE: "1", "LD_PRELOAD": "libtcmalloc.so.4:/opt/o.so"}
+    environment = preload_environment(inherited)
+    assert environment["LD_PRELOAD"] == "/opt/o.so" and PRELOADED_VARIABLE not in environment
+    assert preload_environment(environment) is None  # the re-executed process goes on
+    assert preload_environment({"TUNELAB_ALLOCATOR": "system", "LD_PRELOAD": "libtcmalloc.so.4"}) is None  # the user's
+
+
 def test_a_missing_library_is_no_error_under_auto_but_one_clear_error_when_asked_for(monkeypatch):
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda environ: None)
     assert preload_environment({}) is None

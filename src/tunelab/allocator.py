@@ -27,6 +27,7 @@ import ctypes.util
 import glob
 import os
 import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,15 +51,11 @@ def allocator_choice(environ: Mapping[str, str]) -> str:
 
 
 def _library_folders(environ: Mapping[str, str]) -> list[str]:
+    """Folders of this interpreter's architecture only: a library of another one cannot be preloaded."""
     folders = [f"{environ[name]}/lib" for name in ("CONDA_PREFIX", "VIRTUAL_ENV") if environ.get(name)]
-    folders.append(f"{sys.prefix}/lib")
-    return folders + [
-        "/usr/local/lib",
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib64",
-        "/usr/lib",
-    ]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    system = [f"/usr/lib/{multiarch}"] if multiarch else ["/usr/lib64"]
+    return [*folders, f"{sys.prefix}/lib", "/usr/local/lib", *system]
 
 
 def find_tcmalloc(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -81,12 +78,19 @@ def _preloaded(environ: Mapping[str, str]) -> bool:
 
 
 def preload_environment(environ: Mapping[str, str] = os.environ, library: str | None = None) -> dict[str, str] | None:
-    """The environment to run the command again in with tcmalloc preloaded; None where the process
-    should go on as it is (not Linux, ``system`` chosen, an allocator already preloaded, this is the
-    re-executed process, or no tcmalloc found under ``auto``)."""
+    """The environment to run the command again in: with tcmalloc preloaded, or under ``system``
+    without the tcmalloc a tunelab parent process preloaded. None where the process should go on as
+    it is (not Linux, ``system`` chosen, an allocator already preloaded, or no tcmalloc found under
+    ``auto``)."""
     choice = allocator_choice(environ)
-    if choice == "system" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return None
+    if choice == "system":
+        if not environ.get(PRELOADED_VARIABLE):
+            return None  # nothing of ours preloaded (a user's own LD_PRELOAD stands)
+        kept = [entry for entry in environ.get("LD_PRELOAD", "").split(":") if entry and "libtcmalloc" not in entry]
+        updated = {key: value for key, value in environ.items() if key not in ("LD_PRELOAD", PRELOADED_VARIABLE)}
+        return {**updated, "LD_PRELOAD": ":".join(kept)} if kept else updated
     if environ.get(PRELOADED_VARIABLE) or _preloaded(environ):
         return None
     library = library or find_tcmalloc(environ)
@@ -112,7 +116,7 @@ def relaunch_on_tcmalloc() -> None:
     environment = preload_environment()
     if environment is None:
         return
-    command = list(getattr(sys, "orig_argv", []) or [sys.executable, *sys.argv])
+    command = [sys.executable, "-m", "tunelab", *sys.argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -1,7 +1,7 @@
 """The speed levers and the figures a run reports on its own speed (issue 13).
 
-Each lever must change how fast, never what: the chunked head loss, attention per packed example,
-the thread count and torch.compile give the loss curve of the plain path. The reported figures must be the ones a user
+Each lever must change how fast, never what: the chunked head loss, the thread count and
+torch.compile give the loss curve of the plain path. The reported figures must be the ones a user
 would compute: padding share from the batches, FLOPs from the parameter counts, threads restored.
 """
 
@@ -17,7 +17,6 @@ from conftest import training_config
 from tunelab.data.collate import collate_tokens
 from tunelab.data.packing import pack_examples
 from tunelab.data.tokenize import IGNORE_INDEX, TokenizedExample
-from tunelab.models import segment_attention
 from tunelab.training.flops import model_shape
 from tunelab.training.recipe import train as train_run
 from tunelab.training.threads import run_threads
@@ -46,25 +45,6 @@ def test_chunked_loss_off_gives_the_same_loss_curve(tiny_llama, prompt_completio
         train(_config(tiny_llama, prompt_completion_file, tmp_path / "b", **{"train.chunked_loss": False})).run_dir
     )
     assert plain == pytest.approx(chunked, abs=1e-5)
-
-
-@pytest.mark.parametrize("packing", [True, False], ids=["packed", "padded"])
-def test_segment_attention_off_gives_the_same_loss_curve(
-    tiny_llama, prompt_completion_file, tmp_path, monkeypatch, packing
-):
-    calls = []
-    spans = segment_attention.segment_spans
-    monkeypatch.setattr(segment_attention, "segment_spans", lambda *args: calls.append(1) or spans(*args))
-    options = {"data.packing": packing, "data.max_length": 96}
-    per_example = train(_config(tiny_llama, prompt_completion_file, tmp_path / "a", **options))
-    assert calls  # the per-example path ran, and only in that run
-    calls.clear()
-    masked = train(
-        _config(tiny_llama, prompt_completion_file, tmp_path / "b", **options, **{"train.segment_attention": False})
-    )
-    assert not calls
-    assert _losses(masked.run_dir) == pytest.approx(_losses(per_example.run_dir), abs=1e-5)
-    assert per_example.model.config._attn_implementation == "sdpa"  # the model leaves training as it came
 
 
 def test_threads_apply_for_the_run_and_are_restored(tiny_llama, prompt_completion_file, tmp_path):

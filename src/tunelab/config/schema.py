@@ -167,11 +167,6 @@ class TrainConfig(StrictModel):
         description="language models: output head and loss on the target positions only, in chunks (no full "
         "logits tensor; same loss); false: the plain logits path",
     )
-    segment_attention: bool = Field(
-        True,
-        description="Llama, Mistral, Qwen: causal attention over each packed example (and right-padded row) "
-        "without a mask (same outputs, less attention work); false: transformers' masked SDPA",
-    )
     threads: int | None = Field(
         None, gt=0, description="CPU threads for torch (null: the physical cores, shared among local processes)"
     )

@@ -42,12 +42,10 @@ RESUMABLE_CHANGES = {
         "nan_max_skips",
         "report_to",
         "report_project",
-        # how fast, not what: the same run on another thread count, compiled or not, logits chunked or
-        # not, attention per example or masked
+        # how fast, not what: the same run on another thread count, compiled or not, logits chunked or not
         "threads",
         "compile",
         "chunked_loss",
-        "segment_attention",
     },
 }
 # The budget among them: train.resume=true may raise it (train on to a larger max_steps), but a run

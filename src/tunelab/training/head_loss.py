@@ -30,6 +30,7 @@ from tunelab.data.tokenize import IGNORE_INDEX
 # (no soft-capping, no logit scale): checked against the plain path in the tests
 HEAD_ONLY_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2"})
 CHUNK_LOGITS = 2**25  # logits per chunk: 128 MiB in fp32
+FUSED_GRADIENTS = True  # a plain head's gradients in the forward pass (bench/head_loss_memory.py measures both)
 
 
 def transformers_model(model: nn.Module) -> nn.Module:
@@ -54,7 +55,8 @@ class _FusedHeadLoss(torch.autograd.Function):
     """The summed cross-entropy of ``rows`` through a plain linear head, with its gradients computed
     chunk by chunk during the forward pass (d loss / d logits = softmax - one-hot), so that no
     chunk's logits are kept or computed again for the backward pass: one head product fewer than
-    checkpointing, the weight gradient accumulated in one buffer."""
+    checkpointing. The weight gradient is summed over the chunks in one fp32 buffer (for a bf16
+    head: closer to exact than autograd's bf16 sum per chunk, so close to it, not bit-equal)."""
 
     @staticmethod
     def forward(ctx, rows, weight, bias, targets, rows_per_chunk):  # noqa: ANN001, ANN205
@@ -79,19 +81,18 @@ class _FusedHeadLoss(torch.autograd.Function):
                 grad_weight += (grad_logits.t() @ inputs).float()
             if grad_bias is not None:
                 grad_bias += grad_logits.float().sum(dim=0)
-        ctx.save_for_backward(*(g for g in (grad_rows, grad_weight, grad_bias) if g is not None))
-        ctx.present = (grad_rows is not None, grad_weight is not None, grad_bias is not None)
-        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        # new tensors, neither inputs nor outputs: kept on ctx, scaled in place, released after use
+        ctx.grads = (grad_rows, grad_weight, grad_bias)
+        ctx.dtypes = (rows.dtype, weight.dtype, bias.dtype if bias is not None else None)
         return total
 
     @staticmethod
     def backward(ctx, grad_total):  # noqa: ANN001, ANN205
-        saved = iter(ctx.saved_tensors)
-        grads = [next(saved) * grad_total if present else None for present in ctx.present]
-        if grads[1] is not None:
-            grads[1] = grads[1].to(ctx.dtypes[0])
-        if grads[2] is not None:
-            grads[2] = grads[2].to(ctx.dtypes[1])
+        grads, ctx.grads = list(ctx.grads), None
+        for index, (grad, dtype) in enumerate(zip(grads, ctx.dtypes, strict=True)):
+            if grad is not None:
+                grad.mul_(grad_total)
+                grads[index] = grad if grad.dtype == dtype else grad.to(dtype)
         return grads[0], grads[1], grads[2], None, None
 
 
@@ -102,7 +103,7 @@ def summed_head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module
     keep = shifted != IGNORE_INDEX
     rows, targets = hidden[:, :-1][keep], shifted[keep]
     rows_per_chunk = max(1, CHUNK_LOGITS // max(head.weight.shape[0], 1))
-    if torch.is_grad_enabled() and type(head) is nn.Linear:  # a plain head: gradients in the forward pass
+    if torch.is_grad_enabled() and FUSED_GRADIENTS and type(head) is nn.Linear:  # gradients in the forward pass
         return _FusedHeadLoss.apply(rows, head.weight, head.bias, targets, rows_per_chunk)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, rows.shape[0], rows_per_chunk):

@@ -47,7 +47,6 @@ from tunelab.models.loading import ClassifierHead, load_tokenizer, load_tokenize
 from tunelab.models.portable import make_portable
 from tunelab.models.resolve import gguf_record
 from tunelab.models.scratch import build_scratch_model
-from tunelab.models.segment_attention import segment_attention
 from tunelab.models.size import count_parameters, weights_bytes
 from tunelab.run_files import PENDING
 from tunelab.runs.lock import FolderLock
@@ -64,7 +63,6 @@ from tunelab.training.checkpoint import (
 from tunelab.training.classification import classification_summary
 from tunelab.training.evaluation import Evaluation, evaluate
 from tunelab.training.flops import matmul_peak_flops, model_shape
-from tunelab.training.head_loss import transformers_model
 from tunelab.training.in_context import run_in_context
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
@@ -320,23 +318,16 @@ class TrainingRecipe:
         self.guard = NonFiniteGuard(train.nan_policy, train.nan_max_skips)
         self.model.train()
         self.stop.install()
-        attending_per_example = segment_attention(self.transformers_model() if train.segment_attention else None)
-        with attending_per_example:
-            while not self.done():
-                if self.stop.requested:
-                    self.stop_interrupted()
-                group, next_position = next(steps)
-                self.step(group, next_position)
-                last = self.done()
-                self.maybe_log_and_evaluate(last)
-                self.maybe_checkpoint(last)
+        while not self.done():
+            if self.stop.requested:
+                self.stop_interrupted()
+            group, next_position = next(steps)
+            self.step(group, next_position)
+            last = self.done()
+            self.maybe_log_and_evaluate(last)
+            self.maybe_checkpoint(last)
         self.stop.restore()
         self.bar.close()
-
-    def transformers_model(self) -> torch.nn.Module | None:
-        """The transformers model under accelerate's and PEFT's wrappers, if any."""
-        model = transformers_model(self.accelerator.unwrap_model(self.model))
-        return model if hasattr(model, "config") else None
 
     def step(self, group: list[list[int]], next_position: DataPosition) -> None:
         """One optimizer step over the micro-batches of ``group``."""
