@@ -3,9 +3,9 @@
 On the CPU, PyTorch takes every activation and gradient from the C library's ``malloc`` and gives
 it back within the step. glibc's allocator keeps much of what a training step frees as resident
 memory it cannot hand out again for the next, larger tensor, and zero-fills fresh pages for it;
-gperftools' tcmalloc reuses them. Measured on SmolLM2 LoRA, 4 x 512 packed, fp32, two threads
-(bench/vs_trl.py, row ``tunelab-system-malloc`` against ``tunelab-packing``): the same steps at
-about x1.25 the tokens/s and x0.7 the peak RSS under tcmalloc.
+gperftools' tcmalloc reuses them. Measured on SmolLM2 LoRA, batch 4 x 512, fp32, two threads
+(bench/vs_trl.py, rows ``tunelab-system-malloc`` and ``tunelab-packing-system-malloc`` against
+the defaults): the same steps at x1.1-1.3 the tokens/s and x0.66 the peak RSS under tcmalloc.
 
 The allocator is fixed when a process starts (``LD_PRELOAD``), so the ``tunelab`` command, before
 it imports torch, executes itself once more with tcmalloc preloaded where the machine has it

@@ -143,7 +143,7 @@ def check_allocator() -> list[Finding]:
         return [
             Finding("allocator", True, f"the system's malloc in this process; the tunelab command preloads {found}")
         ]
-    detail = "the system's malloc: training on tcmalloc measured x1.25 tokens/s at x0.7 peak memory (bench/vs_trl.py)"
+    detail = "the system's malloc: on tcmalloc training measured x1.1-1.3 tokens/s at x0.66 peak RSS (bench/vs_trl.py)"
     return [Finding("allocator", True, detail, INSTALL_HINT)]
 
 
