@@ -53,7 +53,9 @@ def test_a_merged_chat_run_answers_through_the_chat_template_it_trained_with(tin
         for i in range(16)
     ]
     data = write_jsonl(tmp_path / "chat.jsonl", rows)
-    options = {"method.name": "lora", "method.r": 8, "train.max_steps": 40, "train.lr": 3e-2, "train.batch_size": 8}
+    # lr 1e-2: learns the answer steadily (3e-2 oscillated, and which degenerate answer it ended on
+    # turned on rounding in the gradients)
+    options = {"method.name": "lora", "method.r": 8, "train.max_steps": 40, "train.lr": 1e-2, "train.batch_size": 8}
     run = train(training_config(tiny_llama, data, tmp_path / "run", **options), progress=False).run_dir
     merged = merge_run(run, tmp_path / "merged")
 
