@@ -28,7 +28,7 @@ import glob
 import os
 import sys
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tunelab.errors import UserError
@@ -39,7 +39,8 @@ PRELOADED_VARIABLE = "TUNELAB_ALLOCATOR_PRELOADED"  # set in the re-executed pro
 LIBRARY_NAMES = ("tcmalloc_minimal", "tcmalloc")  # gperftools' malloc without and with its profilers
 KNOWN_ALLOCATORS = {"libtcmalloc": "tcmalloc", "libjemalloc": "jemalloc", "libmimalloc": "mimalloc"}
 INSTALL_HINT = "apt install libtcmalloc-minimal4 (Debian, Ubuntu) or your system's gperftools package"
-# gperftools prints a line for every allocation over 1 GiB by default; a large model's tensors are
+# gperftools prints a line to stderr for every allocation over 1 GiB by default, and a large
+# model's weights and logits are such allocations: report none
 LARGE_ALLOCATION_REPORT = str(2**60)
 
 
@@ -72,9 +73,13 @@ def find_tcmalloc(environ: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-def _preloaded(environ: Mapping[str, str]) -> bool:
-    names = [Path(entry).name for entry in environ.get("LD_PRELOAD", "").replace(" ", ":").split(":") if entry]
-    return any(name.startswith(prefix) for name in names for prefix in KNOWN_ALLOCATORS)
+def _preload_entries(environ: Mapping[str, str]) -> list[str]:
+    """``LD_PRELOAD``'s libraries (the loader splits on colons and spaces)."""
+    return [entry for entry in environ.get("LD_PRELOAD", "").replace(" ", ":").split(":") if entry]
+
+
+def _is_allocator(entry: str, prefixes: Iterable[str] = KNOWN_ALLOCATORS) -> bool:
+    return any(Path(entry).name.startswith(prefix) for prefix in prefixes)
 
 
 def preload_environment(environ: Mapping[str, str] = os.environ, library: str | None = None) -> dict[str, str] | None:
@@ -88,26 +93,22 @@ def preload_environment(environ: Mapping[str, str] = os.environ, library: str | 
     if choice == "system":
         if not environ.get(PRELOADED_VARIABLE):
             return None  # nothing of ours preloaded (a user's own LD_PRELOAD stands)
-        kept = [entry for entry in environ.get("LD_PRELOAD", "").split(":") if entry and "libtcmalloc" not in entry]
+        kept = [entry for entry in _preload_entries(environ) if not _is_allocator(entry, ("libtcmalloc",))]
         updated = {key: value for key, value in environ.items() if key not in ("LD_PRELOAD", PRELOADED_VARIABLE)}
         return {**updated, "LD_PRELOAD": ":".join(kept)} if kept else updated
-    if environ.get(PRELOADED_VARIABLE) or _preloaded(environ):
+    if environ.get(PRELOADED_VARIABLE) or any(_is_allocator(entry) for entry in _preload_entries(environ)):
         return None
     library = library or find_tcmalloc(environ)
     if library is None:
         if choice == "tcmalloc":
             raise UserError(f"{CHOICE_VARIABLE}=tcmalloc: no tcmalloc library on this machine ({INSTALL_HINT})")
         return None
-    preload = ":".join(entry for entry in (library, environ.get("LD_PRELOAD", "")) if entry)
-    updated = dict(environ)
-    updated.update(
-        {
-            "LD_PRELOAD": preload,
-            PRELOADED_VARIABLE: "1",
-            "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": LARGE_ALLOCATION_REPORT,
-        }
-    )
-    return updated
+    return {
+        **environ,
+        "LD_PRELOAD": ":".join([library, *_preload_entries(environ)]),
+        PRELOADED_VARIABLE: "1",
+        "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": LARGE_ALLOCATION_REPORT,
+    }
 
 
 def relaunch_on_tcmalloc() -> None:
