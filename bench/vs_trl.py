@@ -12,7 +12,7 @@ What it measures, per configuration (a row of the table):
   which is where ``train.compile`` pays its compilation.
 - peak RSS: the process's peak resident memory (VmHWM) from just before the model loads to the end of
   training, each run in a fresh process (tunelab.training.measure on both sides; on CUDA,
-  ``torch.cuda.max_memory_allocated``).
+  ``torch.cuda.max_memory_allocated``, and the table says peak GPU memory).
 - padding share: padding positions over all positions the model processed.
 - loss at matched steps: the mean token loss of each optimizer step, on both sides.
 
@@ -615,9 +615,14 @@ def number(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
 
-def markdown_table(rows: list[dict[str, Any]], steps: int, warmup: int) -> str:
+def memory_name(device: str) -> str:
+    """What the peak memory figures are: the process's RSS on the CPU, allocated GPU memory on CUDA."""
+    return "peak GPU memory" if device == "cuda" else "peak RSS"
+
+
+def markdown_table(rows: list[dict[str, Any]], steps: int, warmup: int, memory: str = "peak RSS") -> str:
     has_mfu = any("mfu" in row for row in rows)
-    header = f"| configuration | real tokens/s | peak RSS MiB | padding share | loss at step 1 | loss at step {steps} |"
+    header = f"| configuration | real tokens/s | {memory} MiB | padding share | loss at step 1 | loss at step {steps} |"
     header += " warm-up s | malloc |" + (" MFU |" if has_mfu else "")
     lines = [header, "|---|" + "---:|" * 6 + "---|" + "---:|" * has_mfu]
     for row in rows:
@@ -880,12 +885,12 @@ def report(
     args: argparse.Namespace, rows: list[dict[str, Any]], found: dict[str, Any], total_s: float, load_before: str
 ) -> None:
     print()
-    print(markdown_table(rows, args.steps, args.warmup_steps))
+    print(markdown_table(rows, args.steps, args.warmup_steps, memory_name(args.device)))
     print()
     print(loss_table(rows))
     print()
     print(f"ratios (medians of {args.repeats} run(s); real tokens/s after {args.warmup_steps} warm-up step(s)):")
-    print("\n".join(ratio_lines(found)))
+    print("\n".join(line.replace("peak RSS", memory_name(args.device)) for line in ratio_lines(found)))
     agreement = loss_agreement(rows)
     if agreement:
         print("step losses, same tokens in the same order:")

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import make_records, write_jsonl
 from tunelab.cli.main import EXIT_USAGE, main
+from tunelab.config.loading import as_recorded
 from tunelab.methods.config_loading import load_config
 
 
@@ -44,7 +45,8 @@ def test_train_writes_a_finished_run(finished_run):
     assert {"config.yaml", "metrics.jsonl", "summary.json", "adapter_model.safetensors"} <= set(snapshot(run))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["method"] == "lora" and summary["steps"] == 2
-    assert load_config(run / "config.yaml") == load_config(None, overrides)
+    # config.yaml records the config as train ran it: paths absolute, precision auto as what it meant
+    assert load_config(run / "config.yaml") == as_recorded(load_config(None, overrides))
 
 
 @pytest.mark.parametrize(

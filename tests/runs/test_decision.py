@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tunelab.config.loading import with_absolute_paths
+from tunelab.config.loading import as_recorded
 
 from tunelab.methods.config_loading import load_config
 from tunelab.runs.decision import RunAction, decide_run
@@ -30,7 +30,7 @@ def config(folder, *overrides: str):
 def recorded(folder, *overrides: str, summary: dict | None = None, checkpoint: bool = False) -> RunDirectory:
     """A folder as ``train`` leaves it: config.yaml, then a checkpoint, then the summary."""
     run = RunDirectory(folder)
-    run.start(with_absolute_paths(config(folder, *overrides)).to_plain(), overwrite=False)
+    run.start(as_recorded(config(folder, *overrides)).to_plain(), overwrite=False)
     if checkpoint:
         (run.checkpoints / "step-00000005").mkdir(parents=True)
     if summary is not None:
@@ -80,7 +80,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_as_train_would_accept(fo
     assert to_train.train.resume is True and decision.config_to_train(config(folder, "train.resume=true")).train.resume
     assert decision.log_line("entry lora", "lora") == f"entry lora: resuming (lora) in {folder}"
     # the same notion of "same run" as train's own check: it accepts what the decision resumes
-    run.check_can_start(with_absolute_paths(to_train).to_plain(), resume=True, overwrite=False)
+    run.check_can_start(as_recorded(to_train).to_plain(), resume=True, overwrite=False)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,17 @@ def test_a_folder_with_a_damaged_config_or_other_files_is_trained(folder):
 
     (folder / "config.yaml").write_text("model: [unclosed\n")
     assert decide_run(config(folder)).why == "its config.yaml cannot be read; replaced"
+
+
+def test_a_run_recorded_with_the_precision_auto_became_is_kept_by_a_rerun_of_auto(folder, monkeypatch):
+    import torch
+
+    # a machine whose GPU computes in bf16: train records bf16 for the default precision, auto
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    run = recorded(folder, summary={"steps": 10}, checkpoint=True)
+    assert run.config_file.read_text(encoding="utf-8").count("precision: bf16") == 1
+
+    assert decide_run(config(folder)).action is RunAction.SKIP
+    assert decide_run(config(folder, "train.precision=bf16")).action is RunAction.SKIP
+    assert decide_run(config(folder, "train.precision=fp32")).why == "its folder held another run; replaced"

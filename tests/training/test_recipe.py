@@ -8,6 +8,7 @@ import json
 import pytest
 
 from conftest import make_records, training_config, write_jsonl
+from tunelab.config.precision import resolve_precision
 from tunelab.training.recipe import train
 
 
@@ -65,6 +66,10 @@ def test_run_folder_holds_config_metrics_summary_and_artifact(tiny_llama, prompt
     assert summary["trainable_pct"] == pytest.approx(100 * summary["trainable_params"] / summary["total_params"])
     assert summary["eval_loss"] == records[-1]["eval_loss"]
     assert (run_dir / "config.yaml").is_file()
+    # the default precision, auto, is recorded as what it meant here (fp32 on a CPU)
+    meant = resolve_precision("auto")
+    assert config.train.precision == "auto" and meant in ("fp32", "bf16")
+    assert summary["precision"] == meant and f"precision: {meant}" in (run_dir / "config.yaml").read_text()
     assert (run_dir / "adapter_model.safetensors").is_file()  # lora: the adapter alone
     assert not (run_dir / "model.safetensors").exists()
 

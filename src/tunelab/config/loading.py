@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tunelab.config.precision import with_resolved_precision
 from tunelab.config.schema import (
     METHODS_CONTEXT,
     DataConfig,
@@ -180,6 +181,12 @@ def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
         if (value := getattr(config.data, key)) is not None
     }
     return config.model_copy(update={**updates, "data": config.data.model_copy(update=data)})
+
+
+def as_recorded(config: TunelabConfig) -> TunelabConfig:
+    """The config as a run folder's config.yaml records it: local paths absolute, and
+    ``train.precision: auto`` replaced by the precision it means on this machine."""
+    return with_resolved_precision(with_absolute_paths(config))
 
 
 def _shown(default: Any) -> str:

@@ -160,7 +160,11 @@ class TrainConfig(StrictModel):
     )
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
     seed: int = Field(0, description="seed for initialisation, data order and dropout")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32 | bf16 | fp16 (CUDA only)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto (bf16 on a CUDA GPU that computes in it, else fp32; config.yaml records which) | "
+        "fp32 | bf16 | fp16 (CUDA only)",
+    )
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
     chunked_loss: bool = Field(
         True,

@@ -67,12 +67,12 @@ class RunDecision:
 def decide_run(config: TunelabConfig, retrain_because: str | None = None) -> RunDecision:
     """Skip, resume or train the run ``config`` describes in its ``output_dir``; ``retrain_because``
     forces training from the start and says why."""
-    from tunelab.config.loading import with_absolute_paths
+    from tunelab.config.loading import as_recorded
     from tunelab.methods.base import Method
     from tunelab.methods.registry import get_method
 
     run = RunDirectory(Path(config.output_dir).expanduser().absolute())
-    plain = with_absolute_paths(config).to_plain()  # as train records it in config.yaml
+    plain = as_recorded(config).to_plain()  # as train records it in config.yaml
     if retrain_because:
         return RunDecision(RunAction.TRAIN, run.path, retrain_because)
     if not run.path.is_dir() or run.is_empty():

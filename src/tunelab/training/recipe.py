@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tunelab.allocator import loaded_allocator
-from tunelab.config.loading import with_absolute_paths
+from tunelab.config.loading import as_recorded
 from tunelab.config.schema import ScratchModelConfig, TunelabConfig
 from tunelab.data.chat_template import ensure_chat_template
 from tunelab.data.collate import padding_id
@@ -102,7 +102,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     The run folder is locked for the whole run (a second command into it is refused), and a first
     Ctrl-C stops at the next step boundary (``TrainingInterrupted``), a second at once."""
     check_training_inputs(config)
-    config = with_absolute_paths(config)
+    config = as_recorded(config)
     stop = StopOnInterrupt()  # installed around the loop only
     tracking = RunTracking()
     try:

@@ -1,0 +1,35 @@
+"""What ``train.precision: auto`` means on this machine, fixed once when a run is recorded.
+
+The default is ``auto``: bf16 autocast on a CUDA GPU that computes in bf16 (Ampere and newer;
+emulated bf16 does not count), where it runs several times faster than fp32 at a loss within
+rounding (TRL's SFTTrainer defaults to bf16 there too); fp32 on a CPU, where bf16's gain depends on
+the CPU and the batch shape (bench/README.md, bf16 on the CPU), and on older GPUs. The run folder's
+config.yaml records the precision ``auto`` became, so a summary, a resume and a later reload of the
+model all name the precision that trained.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunelab.config.schema import TunelabConfig
+
+
+def resolve_precision(precision: str) -> str:
+    """``precision``, with ``auto`` replaced by bf16 or fp32 as this machine's devices decide."""
+    if precision != "auto":
+        return precision
+    import torch  # here, not at module level: loading a config needs no torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16"
+    return "fp32"
+
+
+def with_resolved_precision(config: TunelabConfig) -> TunelabConfig:
+    """``config`` with ``train.precision: auto`` replaced by what it means here."""
+    precision = resolve_precision(config.train.precision)
+    if precision == config.train.precision:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"precision": precision})})
