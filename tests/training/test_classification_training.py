@@ -67,9 +67,9 @@ def trained(request, labelled_data, tmp_path_factory):
             initial: dict[str, torch.Tensor] = {}
             build_optimizer = recipe.build_optimizer
 
-            def remembering_build_optimizer(model, train_config):
+            def remembering_build_optimizer(model, train_config, *args, **kwargs):
                 initial.update({name: p.detach().clone() for name, p in model.named_parameters()})
-                return build_optimizer(model, train_config)
+                return build_optimizer(model, train_config, *args, **kwargs)
 
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(recipe, "build_optimizer", remembering_build_optimizer)

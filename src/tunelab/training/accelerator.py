@@ -59,3 +59,12 @@ def new_accelerator(precision: str, options: dict[str, Any] | None = None) -> Ac
 def sum_dtype(device: torch.device) -> torch.dtype:
     """The dtype loss sums and counts are kept in: float64, except on MPS, which has none."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def is_sharded(accelerator: Accelerator) -> bool:
+    """Whether a sharding engine (FSDP, DeepSpeed, ...) owns the parameters and the optimizer's
+    tensors, rather than one process or plain data parallelism (DDP on CPUs or GPUs)."""
+    from accelerate.utils import DistributedType
+
+    plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    return accelerator.distributed_type not in plain

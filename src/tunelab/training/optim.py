@@ -1,4 +1,11 @@
-"""AdamW with decay on matrices only, and the learning-rate schedule with warm-up."""
+"""AdamW with decay on matrices only, and the learning-rate schedule with warm-up.
+
+AdamW runs as torch's fused kernel (one pass over every tensor) where the parameters train on a CPU
+or a CUDA GPU without a sharding engine: the same update as the per-tensor loop to fp32 rounding,
+in x0.13 the loop's step time for SmolLM2's 135M parameters and x0.26 for its LoRA r16 on a 2-core
+CPU (bench/adamw_fused.py), and the optimizer Hugging Face's Trainer, hence TRL, defaults to. FSDP
+and DeepSpeed shard or replace the optimizer's tensors, so they keep torch's default implementation.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +15,29 @@ from torch import nn
 from tunelab.config.schema import TrainConfig
 
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+FUSED_DEVICE_TYPES = ("cpu", "cuda")  # where torch's fused AdamW is measured (CPU) and standard (CUDA)
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, device_type: str = "cpu", sharded: bool = False
+) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, for training on ``device_type``; ``sharded``: under FSDP
+    or DeepSpeed, which take the fused kernel out."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise RuntimeError("the method left no parameter to train")
     decayed = [p for p in trainable if p.ndim >= 2]
     undecayed = [p for p in trainable if p.ndim < 2]
     groups = [{"params": decayed, "weight_decay": config.weight_decay}, {"params": undecayed, "weight_decay": 0.0}]
-    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.lr)
+    fused = uses_fused_adamw(trainable, device_type, sharded)
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.lr, fused=fused or None)
+
+
+def uses_fused_adamw(parameters: list[nn.Parameter], device_type: str, sharded: bool) -> bool:
+    """Whether torch's fused AdamW runs these parameters: floating tensors on a CPU or CUDA, unsharded."""
+    if sharded or device_type not in FUSED_DEVICE_TYPES:
+        return False
+    return all(p.is_floating_point() and p.device.type in FUSED_DEVICE_TYPES for p in parameters)
 
 
 def build_scheduler(

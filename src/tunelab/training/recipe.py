@@ -51,7 +51,7 @@ from tunelab.models.size import count_parameters, weights_bytes
 from tunelab.run_files import PENDING
 from tunelab.runs.lock import FolderLock
 from tunelab.runs.run_directory import RunDirectory
-from tunelab.training.accelerator import check_precision, new_accelerator
+from tunelab.training.accelerator import check_precision, is_sharded, new_accelerator
 from tunelab.training.batching import DataPosition, iterate_steps, optimizer_steps_per_epoch
 from tunelab.training.checkpoint import (
     TrainingState,
@@ -251,7 +251,9 @@ class TrainingRecipe:
             f"method {method.name}: {self.trainable_params:,} of {self.total_params:,} parameters train "
             f"({100 * self.trainable_params / self.total_params:.4f}%)"
         )
-        optimizer = build_optimizer(model, self.train_config)
+        optimizer = build_optimizer(
+            model, self.train_config, self.accelerator.device.type, sharded=is_sharded(self.accelerator)
+        )
         self.scheduler = build_scheduler(optimizer, self.train_config, self.total_steps)
         self.shape = model_shape(model)
         self.peak_flops = matmul_peak_flops(self.accelerator.device, self.train_config.precision)
