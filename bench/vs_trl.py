@@ -153,6 +153,12 @@ def settings(lever_threads: int) -> list[Setting]:
             allocator="system",
         ),
         Setting(
+            "tunelab-packing-plain-mlp",
+            "tunelab data.packing=true, train.fused_swiglu=false",
+            "tunelab",
+            overrides=("data.packing=true", "train.fused_swiglu=false"),
+        ),
+        Setting(
             "tunelab-packing-gc",
             "tunelab data.packing=true, train.gradient_checkpointing=true",
             "tunelab",

@@ -171,6 +171,11 @@ class TrainConfig(StrictModel):
         description="language models: output head and loss on the target positions only, in chunks (no full "
         "logits tensor; same loss); false: the plain logits path",
     )
+    fused_swiglu: bool = Field(
+        True,
+        description="Llama, Mistral, Qwen2/3 MLPs: silu(gate) * up as one op that keeps only its inputs for the "
+        "backward pass (less activation memory, same gradients); false: transformers' own",
+    )
     threads: int | None = Field(
         None, gt=0, description="CPU threads for torch (null: the physical cores, shared among local processes)"
     )

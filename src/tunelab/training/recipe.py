@@ -70,6 +70,7 @@ from tunelab.training.nonfinite import NonFiniteGuard
 from tunelab.training.optim import build_optimizer, build_scheduler
 from tunelab.training.result import TrainResult
 from tunelab.training.steps import accumulate
+from tunelab.training.swiglu import use_fused_swiglu
 from tunelab.training.threads import run_threads, torch_threads
 from tunelab.training.throughput import StepWork, Throughput
 from tunelab.training.tracking import RunTracking, accelerator_options
@@ -244,6 +245,10 @@ class TrainingRecipe:
         self.make_batch = method.batch_function(model, config.task, self.pad_id)  # on the base, before prepare
         self.data = method.transform_items(model, data, config.method, plan)  # features, for feature-based methods
         model = method.prepare(model, config.method, plan)
+        if self.train_config.fused_swiglu and not self.train_config.compile:
+            # same gradients, one (positions x intermediate) tensor less kept per layer; torch.compile
+            # recomputes such elementwise work on its own (and does not trace this function)
+            use_fused_swiglu(model)
         if self.train_config.compile:
             model.compile()  # in place: the state dict keeps its names, checkpoints and artifacts are unchanged
         self.trainable_params, self.total_params = count_parameters(model)
