@@ -85,6 +85,7 @@ class Setting:
     # the malloc the process runs on: tunelab's rows as the tunelab command runs them (tcmalloc where
     # the machine has it, tunelab.allocator), TRL's as a user starts it (the system's)
     allocator: str | None = None  # None: "auto" for tunelab, "system" for TRL
+    env: tuple[tuple[str, str], ...] = ()  # variables the run's process gets
 
 
 def run_allocator(setting: dict[str, Any]) -> str:
@@ -157,6 +158,13 @@ def settings(lever_threads: int) -> list[Setting]:
             "tunelab data.packing=true, train.fused_swiglu=false",
             "tunelab",
             overrides=("data.packing=true", "train.fused_swiglu=false"),
+        ),
+        Setting(
+            "tunelab-packing-repeat-kv",
+            "tunelab data.packing=true, keys and values repeated per head (TRANSFORMERS_SDPA_FORCE_GQA=0)",
+            "tunelab",
+            overrides=("data.packing=true",),
+            env=(("TRANSFORMERS_SDPA_FORCE_GQA", "0"),),
         ),
         Setting(
             "tunelab-packing-gc",
@@ -506,6 +514,7 @@ def run_child(spec: RunSpec) -> dict[str, Any]:
     """One run in a fresh process; its result, or why it has none."""
     env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "TOKENIZERS_PARALLELISM": "false"}
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    env.update(dict(spec.setting.get("env", ())))
     env = allocator_environment(env, run_allocator(spec.setting))
     command = [sys.executable, __file__, "--child", json.dumps(asdict(spec))]
     finished = subprocess.run(command, capture_output=True, text=True, check=False, env=env)

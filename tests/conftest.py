@@ -125,6 +125,7 @@ def training_config(model: Path, train_file: Path, output_dir: Path, **overrides
         "train.max_steps": 4,
         "train.lr": 1e-3,
         "train.log_every": 1,
+        "train.precision": "fp32",  # the tolerances below are fp32's, on a GPU machine too (auto: bf16 there)
     }
     base.update(overrides)
     return load_config(None, [f"{key}={value}" for key, value in base.items()])
@@ -140,7 +141,7 @@ def write_comparison(
     eval_file: Path | None = None,
 ) -> Path:
     """A comparison file over ``model`` and ``train_file`` (and ``eval_file``) at a budget of ``steps``."""
-    base = {"model": str(model), "data": {"train": str(train_file)}}
+    base = {"model": str(model), "data": {"train": str(train_file)}, "train": {"precision": "fp32"}}
     if eval_file is not None:
         base["data"]["eval"] = str(eval_file)
     spec = {"output_dir": str(output_dir), "base": base, "budget": {"steps": steps}, "entries": entries}

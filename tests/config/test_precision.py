@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tunelab.config.loading import as_recorded
 from tunelab.config.precision import resolve_precision, with_resolved_precision
 from tunelab.methods.config_loading import load_config
 
@@ -51,3 +52,24 @@ def test_an_explicit_precision_is_kept_on_any_machine(monkeypatch, precision):
         config = load_config(None, ["model=some/model", "data.train=train.jsonl", f"train.precision={precision}"])
         assert resolve_precision(precision) == precision
         assert with_resolved_precision(config) is config
+
+
+def test_auto_continues_the_precision_of_the_run_already_in_the_folder(monkeypatch, tmp_path):
+    """A run recorded in fp32 (on a CPU, or before auto was the default) resumes and reruns in fp32
+    on a GPU machine too; a fresh run (the folder replaced) takes what auto means there."""
+    pretend_gpu(monkeypatch, available=True, native_bf16=True)
+    folder = tmp_path / "run"
+    config = load_config(None, ["model=some/model", "data.train=train.jsonl", f"output_dir={folder}"])
+    assert as_recorded(config).train.precision == "bf16"  # nothing recorded yet
+
+    folder.mkdir()
+    (folder / "config.yaml").write_text("train:\n  precision: fp32\n", encoding="utf-8")
+    assert as_recorded(config).train.precision == "fp32"
+    assert as_recorded(config, fresh=True).train.precision == "bf16"
+    explicit = load_config(
+        None, ["model=some/model", "data.train=t.jsonl", f"output_dir={folder}", "train.precision=bf16"]
+    )
+    assert as_recorded(explicit).train.precision == "bf16"  # only auto defers to the record
+
+    (folder / "config.yaml").write_text("train: [not, a, mapping", encoding="utf-8")
+    assert as_recorded(config).train.precision == "bf16"  # an unreadable record counts as none

@@ -129,3 +129,15 @@ def test_a_run_recorded_with_the_precision_auto_became_is_kept_by_a_rerun_of_aut
     assert decide_run(config(folder)).action is RunAction.SKIP
     assert decide_run(config(folder, "train.precision=bf16")).action is RunAction.SKIP
     assert decide_run(config(folder, "train.precision=fp32")).why == "its folder held another run; replaced"
+
+
+def test_a_run_recorded_in_fp32_before_auto_is_kept_on_a_gpu_machine(folder, monkeypatch):
+    import torch
+
+    run = RunDirectory(folder)
+    run.start(as_recorded(config(folder, "train.precision=fp32")).to_plain(), overwrite=False)
+    run.summary_file.write_text(json.dumps({"steps": 10}), encoding="utf-8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+
+    assert decide_run(config(folder)).action is RunAction.SKIP  # auto: the recorded fp32, not bf16

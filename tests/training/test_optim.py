@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tunelab.config.schema import TrainConfig
-from tunelab.training.optim import build_optimizer
+from tunelab.training.optim import build_optimizer, load_optimizer_state
 
 
 def small_model() -> nn.Module:
@@ -71,7 +71,8 @@ def test_a_checkpoint_of_the_per_tensor_loop_resumes_in_the_fused_optimizer():
     resumed = small_model()
     resumed.load_state_dict(saved_weights)
     optimizer = build_optimizer(resumed, CONFIG, "cpu")
-    optimizer.load_state_dict(saved_state)
+    load_optimizer_state(optimizer, saved_state)
+    assert all(group["fused"] is True for group in optimizer.param_groups)  # not the loop's saved choice
     train_steps(resumed, optimizer, 4, seed=2)
 
     for fused, looped in zip(resumed.parameters(), model.parameters(), strict=True):

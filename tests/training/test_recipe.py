@@ -40,7 +40,10 @@ def test_same_seed_same_loss_curve(tiny_llama, prompt_completion_file, tmp_path)
 
 def test_run_folder_holds_config_metrics_summary_and_artifact(tiny_llama, prompt_completion_file, tmp_path):
     config = training_config(
-        tiny_llama, prompt_completion_file, tmp_path / "run", **{"data.eval_split": 0.25, "train.eval_every": 2}
+        tiny_llama,
+        prompt_completion_file,
+        tmp_path / "run",
+        **{"data.eval_split": 0.25, "train.eval_every": 2, "train.precision": "auto"},
     )
     run_dir = train(config, progress=False).run_dir
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -31,6 +31,7 @@ from tunelab.config.schema import (
     TunelabConfig,
 )
 from tunelab.errors import UserError
+from tunelab.run_files import read_run_config
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -183,10 +184,21 @@ def with_absolute_paths(config: TunelabConfig) -> TunelabConfig:
     return config.model_copy(update={**updates, "data": config.data.model_copy(update=data)})
 
 
-def as_recorded(config: TunelabConfig) -> TunelabConfig:
+def as_recorded(config: TunelabConfig, fresh: bool = False) -> TunelabConfig:
     """The config as a run folder's config.yaml records it: local paths absolute, and
-    ``train.precision: auto`` replaced by the precision it means on this machine."""
-    return with_resolved_precision(with_absolute_paths(config))
+    ``train.precision: auto`` replaced by the precision of the run ``output_dir`` already holds,
+    else (or ``fresh``: the folder is to be replaced) by what it means on this machine."""
+    config = with_absolute_paths(config)
+    return with_resolved_precision(config, None if fresh else recorded_precision(Path(config.output_dir)))
+
+
+def recorded_precision(folder: Path) -> str | None:
+    """``train.precision`` in the config.yaml of the run in ``folder``; None where there is none."""
+    try:
+        recorded = read_run_config(folder).get("train", {}).get("precision")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return recorded if isinstance(recorded, str) else None
 
 
 def _shown(default: Any) -> str:

@@ -5,7 +5,10 @@ emulated bf16 does not count), where it runs several times faster than fp32 at a
 rounding (TRL's SFTTrainer defaults to bf16 there too); fp32 on a CPU, where bf16's gain depends on
 the CPU and the batch shape (bench/README.md, bf16 on the CPU), and on older GPUs. The run folder's
 config.yaml records the precision ``auto`` became, so a summary, a resume and a later reload of the
-model all name the precision that trained.
+model all name the precision that trained; a rerun into a folder that holds a run (resume, or a
+comparison deciding what to keep) takes that run's recorded precision for ``auto``, so runs
+recorded on another machine, or before ``auto`` was the default, are continued and kept, not
+replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tunelab.config.schema import TunelabConfig
+
+
+CONCRETE_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_precision(precision: str) -> str:
@@ -27,9 +33,13 @@ def resolve_precision(precision: str) -> str:
     return "fp32"
 
 
-def with_resolved_precision(config: TunelabConfig) -> TunelabConfig:
-    """``config`` with ``train.precision: auto`` replaced by what it means here."""
-    precision = resolve_precision(config.train.precision)
+def with_resolved_precision(config: TunelabConfig, recorded: str | None = None) -> TunelabConfig:
+    """``config`` with ``train.precision: auto`` replaced by ``recorded`` (the precision a run already
+    in the folder trained with: a rerun or a resume continues it as it was, on any machine), else
+    by what it means here."""
+    precision = config.train.precision
+    if precision == "auto":
+        precision = recorded if recorded in CONCRETE_PRECISIONS else resolve_precision(precision)
     if precision == config.train.precision:
         return config
     return config.model_copy(update={"train": config.train.model_copy(update={"precision": precision})})

@@ -26,6 +26,7 @@ from torch import nn
 
 from tunelab.errors import UserError, first_line
 from tunelab.training.batching import DataPosition
+from tunelab.training.optim import load_optimizer_state
 
 log = logging.getLogger("tunelab")
 
@@ -127,7 +128,7 @@ def load_checkpoint(
     with torch.no_grad():
         for name, tensor in weights.items():
             parameters[name].copy_(tensor.to(parameters[name].device))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=False))
+    load_optimizer_state(optimizer, torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", map_location="cpu", weights_only=False))
     _restore_rng_states(torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=False))
     payload = json.loads((checkpoint / "state.json").read_text())

@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunelab.config.schema import TunelabConfig
 from tunelab.methods.in_context import InContextStrategy
 from tunelab.models.resolve import gguf_record
 from tunelab.runs.run_directory import RunDirectory
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger("tunelab")
 
@@ -54,7 +58,7 @@ def run_in_context(config: TunelabConfig, method: InContextStrategy, overwrite: 
         "base_weights_bytes": weights_bytes(model),
         "steps": 0,
         "tokens_seen": 0,
-        "precision": config.train.precision,
+        "precision": loaded_precision(model),  # nothing trains: the dtype the model answers in
         "device": str(device),
         **gguf_record(config.model),
     }
@@ -85,3 +89,9 @@ def run_in_context(config: TunelabConfig, method: InContextStrategy, overwrite: 
         tracking.finish(summary)
     log.info(f"done: {run.path} ({method.name}: nothing trained)")
     return TrainResult(summary, run.path, None)
+
+
+def loaded_precision(model: nn.Module) -> str:
+    """fp32, bf16 or fp16: the dtype of ``model``'s weights, as train.precision names it."""
+    dtype = str(next(model.parameters()).dtype)
+    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(dtype, "fp32")

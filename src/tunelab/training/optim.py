@@ -40,6 +40,21 @@ def uses_fused_adamw(parameters: list[nn.Parameter], device_type: str, sharded: 
     return all(p.is_floating_point() and p.device.type in FUSED_DEVICE_TYPES for p in parameters)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """A checkpoint's optimizer state, keeping the implementation this run chose: torch's
+    ``load_state_dict`` copies the saved groups' ``fused`` and ``foreach`` too, so a checkpoint
+    written by the per-tensor loop would otherwise resume on the loop (and a fused one force fused)."""
+    chosen = [{key: group.get(key) for key in ("fused", "foreach")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, implementation in zip(optimizer.param_groups, chosen, strict=True):
+        group.update(implementation)
+        if group.get("fused"):  # the fused kernel takes its step counts as fp32 on the parameters' device
+            for param in group["params"]:
+                param_state = optimizer.state.get(param, {})
+                if "step" in param_state:
+                    param_state["step"] = torch.as_tensor(param_state["step"], dtype=torch.float32, device=param.device)
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:

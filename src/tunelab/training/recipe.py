@@ -63,6 +63,7 @@ from tunelab.training.checkpoint import (
 from tunelab.training.classification import classification_summary
 from tunelab.training.evaluation import Evaluation, evaluate
 from tunelab.training.flops import matmul_peak_flops, model_shape
+from tunelab.training.grouped_attention import grouped_attention
 from tunelab.training.in_context import run_in_context
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
 from tunelab.training.measure import peak_memory_bytes, reset_peak_memory
@@ -103,7 +104,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     The run folder is locked for the whole run (a second command into it is refused), and a first
     Ctrl-C stops at the next step boundary (``TrainingInterrupted``), a second at once."""
     check_training_inputs(config)
-    config = as_recorded(config)
+    config = as_recorded(config, fresh=overwrite)
     stop = StopOnInterrupt()  # installed around the loop only
     tracking = RunTracking()
     try:
@@ -150,8 +151,9 @@ class TrainingRecipe:
         self.setup_data()
         self.setup_model()
         self.start_run_folder()
-        self.train_steps()
-        return self.finish()
+        with grouped_attention(self.accelerator.device):  # on a CPU: keys and values not repeated per head
+            self.train_steps()
+            return self.finish()
 
     # -- 1. Everything cheap, before anything heavy loads (inputs and paths: in train) --------------
 
