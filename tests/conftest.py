@@ -147,3 +147,18 @@ def write_comparison(
     spec = {"output_dir": str(output_dir), "base": base, "budget": {"steps": steps}, "entries": entries}
     path.write_text(json.dumps(spec), encoding="utf-8")
     return path
+
+
+def saved_bytes(run) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of ``run()``."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def keep(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        run()
+    return sum(storages.values())

@@ -11,21 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import saved_bytes
 from tunelab.training.grouped_attention import FORCE_GQA, cpu_takes_grouped_heads, grouped_attention
 
 pytestmark = pytest.mark.skipif(not cpu_takes_grouped_heads(), reason="torch < 2.5 has no enable_gqa")
-
-
-def saved_bytes(run) -> int:
-    storages: dict[int, int] = {}
-
-    def keep(tensor: torch.Tensor) -> torch.Tensor:
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        run()
-    return sum(storages.values())
 
 
 @pytest.fixture()

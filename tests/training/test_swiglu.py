@@ -11,22 +11,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from conftest import training_config
+from conftest import saved_bytes, training_config
 from tunelab.training.recipe import train
 from tunelab.training.swiglu import SiLUMul, is_swiglu_mlp, silu_mul, use_fused_swiglu
-
-
-def saved_bytes(run) -> int:
-    """Bytes of the distinct tensors autograd keeps for the backward pass of ``run()``."""
-    storages: dict[int, int] = {}
-
-    def keep(tensor: torch.Tensor) -> torch.Tensor:
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        run()
-    return sum(storages.values())
 
 
 def test_silu_mul_gradients_pass_gradcheck():
