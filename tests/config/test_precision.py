@@ -73,3 +73,16 @@ def test_auto_continues_the_precision_of_the_run_already_in_the_folder(monkeypat
 
     (folder / "config.yaml").write_text("train: [not, a, mapping", encoding="utf-8")
     assert as_recorded(config).train.precision == "bf16"  # an unreadable record counts as none
+
+
+def test_a_recorded_precision_this_machine_cannot_train_in_is_not_continued(monkeypatch, tmp_path):
+    """fp16 recorded on a GPU, rerun on a CPU: auto means fp32 (the run is replaced, not resumed)."""
+    pretend_gpu(monkeypatch, available=False, native_bf16=False)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("train:\n  precision: fp16\n", encoding="utf-8")
+    config = load_config(None, ["model=some/model", "data.train=train.jsonl", f"output_dir={folder}"])
+
+    assert as_recorded(config).train.precision == "fp32"
+    (folder / "config.yaml").write_text("train:\n  precision: bf16\n", encoding="utf-8")
+    assert as_recorded(config).train.precision == "bf16"  # a CPU trains in bf16: the run continues so

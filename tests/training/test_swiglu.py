@@ -4,6 +4,7 @@ three, and gives the same outputs and gradients as transformers' own MLP."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 
 import pytest
@@ -57,6 +58,10 @@ def test_a_llama_trains_to_the_same_gradients_with_less_kept(tiny_llama):
     assert sum(is_swiglu_mlp(module) for module in plain.modules()) == layers
     assert use_fused_swiglu(lean) == layers and use_fused_swiglu(lean) == 0  # once only
     assert type(copy.deepcopy(lean).model.layers[0].mlp) is type(lean.model.layers[0].mlp)  # a copy keeps it
+    saved = io.BytesIO()
+    torch.save(lean, saved)  # a whole model pickles: its lean classes are found by name
+    saved.seek(0)
+    assert type(torch.load(saved, weights_only=False).model.layers[0].mlp) is type(lean.model.layers[0].mlp)
 
     input_ids = torch.randint(0, plain.config.vocab_size, (2, 24))
 

@@ -33,13 +33,24 @@ def resolve_precision(precision: str) -> str:
     return "fp32"
 
 
+def runs_here(precision: str | None) -> bool:
+    """Whether ``precision`` is one this machine trains in (fp16 needs a CUDA GPU)."""
+    if precision not in CONCRETE_PRECISIONS:
+        return False
+    if precision == "fp16":
+        import torch
+
+        return torch.cuda.is_available()
+    return True
+
+
 def with_resolved_precision(config: TunelabConfig, recorded: str | None = None) -> TunelabConfig:
     """``config`` with ``train.precision: auto`` replaced by ``recorded`` (the precision a run already
-    in the folder trained with: a rerun or a resume continues it as it was, on any machine), else
-    by what it means here."""
+    in the folder trained with: a rerun or a resume continues it as it was, on any machine that
+    trains in it), else by what it means here."""
     precision = config.train.precision
     if precision == "auto":
-        precision = recorded if recorded in CONCRETE_PRECISIONS else resolve_precision(precision)
+        precision = recorded if runs_here(recorded) else resolve_precision(precision)
     if precision == config.train.precision:
         return config
     return config.model_copy(update={"train": config.train.model_copy(update={"precision": precision})})

@@ -48,11 +48,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(state)
     for group, implementation in zip(optimizer.param_groups, chosen, strict=True):
         group.update(implementation)
-        if group.get("fused"):  # the fused kernel takes its step counts as fp32 on the parameters' device
-            for param in group["params"]:
-                param_state = optimizer.state.get(param, {})
-                if "step" in param_state:
-                    param_state["step"] = torch.as_tensor(param_state["step"], dtype=torch.float32, device=param.device)
+        # the fused kernel takes its step counts as fp32 on the parameters' device; the others on the CPU
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for param in group["params"]:
+            param_state = optimizer.state.get(param, {})
+            if "step" in param_state:
+                device = param.device if on_device else torch.device("cpu")
+                param_state["step"] = torch.as_tensor(param_state["step"], dtype=torch.float32, device=device)
 
 
 def build_scheduler(

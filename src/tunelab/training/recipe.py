@@ -104,7 +104,7 @@ def train(config: TunelabConfig, overwrite: bool = False, progress: bool = True)
     The run folder is locked for the whole run (a second command into it is refused), and a first
     Ctrl-C stops at the next step boundary (``TrainingInterrupted``), a second at once."""
     check_training_inputs(config)
-    config = as_recorded(config, fresh=overwrite)
+    config = as_recorded(config, fresh=overwrite and not config.train.resume)  # a resume keeps its record
     stop = StopOnInterrupt()  # installed around the loop only
     tracking = RunTracking()
     try:

@@ -62,9 +62,13 @@ _LEAN_CLASSES: dict[type, type] = {}
 
 def _lean_class(cls: type) -> type:
     """A subclass of ``cls`` with the lean forward: a class, not a bound method on the instance, so
-    that ``copy.deepcopy(model)`` keeps it on the copy."""
+    that ``copy.deepcopy(model)`` and pickling keep it."""
     if cls not in _LEAN_CLASSES:
-        _LEAN_CLASSES[cls] = type(f"Lean{cls.__name__}", (cls,), {"forward": _lean_forward, "__module__": __name__})
+        # named after the module too (Qwen2MLP exists in several), and kept in this module's namespace
+        # so that pickle (torch.save of a whole model) finds it
+        name = f"Lean{cls.__name__}_{cls.__module__.replace('.', '_')}"
+        lean = type(name, (cls,), {"forward": _lean_forward, "__module__": __name__, "__qualname__": name})
+        globals()[name] = _LEAN_CLASSES[cls] = lean
     return _LEAN_CLASSES[cls]
 
 
