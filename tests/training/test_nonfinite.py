@@ -10,7 +10,8 @@ import pytest
 from conftest import training_config
 from tunelab.cli.main import main
 from tunelab.errors import UserError
-from tunelab.training.nonfinite import NonFiniteGuard
+from tunelab.training.accelerator import new_accelerator
+from tunelab.training.nonfinite import SCALER_MAX_OVERFLOWS, NonFiniteGuard
 from tunelab.training.recipe import train
 
 EXPLODING = {"train.lr": 1e30, "train.max_grad_norm": "null", "train.max_steps": 30, "train.scheduler": "constant"}
@@ -55,3 +56,63 @@ def test_stop_names_the_step_what_and_the_lr(tmp_path):
         guard.check(7, 2.0, math.nan, 3e-4, tmp_path)
     assert str(raised.value).startswith("step 7: the gradient norm (nan) became non-finite at lr 0.0003; stopped")
     assert "step-00000005" in str(raised.value)
+
+
+def test_the_loss_scalers_overflow_is_neither_stopped_nor_counted_as_non_finite(tmp_path):
+    guard = NonFiniteGuard("stop", max_consecutive=3, loss_scaled=True)
+    assert guard.check(1, 2.0, math.inf, 1e-3, tmp_path) is False  # the scaler skips this update itself
+    guard.after_optimizer_step(1, scaler_skipped=True, lr=1e-3, checkpoints=tmp_path)
+    guard.after_optimizer_step(2, scaler_skipped=False, lr=1e-3, checkpoints=tmp_path)
+    assert (guard.skipped, guard.overflow_skipped) == (0, 1)
+    with pytest.raises(UserError, match=r"step 3: the loss \(nan\)"):
+        guard.check(3, math.nan, math.inf, 1e-3, tmp_path)  # a non-finite loss is no overflow of the scaler's
+
+
+def test_the_loss_scaler_overflowing_at_any_scale_stops_the_run(tmp_path):
+    guard = NonFiniteGuard("stop", max_consecutive=3, loss_scaled=True)
+    for step in range(1, SCALER_MAX_OVERFLOWS):
+        guard.after_optimizer_step(step, scaler_skipped=True, lr=1e-3, checkpoints=tmp_path)
+    with pytest.raises(UserError, match=f"overflowed for {SCALER_MAX_OVERFLOWS} steps in a row"):
+        guard.after_optimizer_step(SCALER_MAX_OVERFLOWS, scaler_skipped=True, lr=1e-3, checkpoints=tmp_path)
+
+
+def with_loss_scaler(monkeypatch, init_scale: float) -> None:
+    """Runs train with accelerate's fp16 loss scaling (a GradScaler, gradients unscaled before
+    clipping), which accelerate sets up only on a GPU; here on the CPU, over fp32 compute."""
+    import torch
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    from tunelab.training import recipe
+
+    def scaled_accelerator(precision, options=None):
+        accelerator = new_accelerator(precision, options)
+        scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+        accelerator.scaler = scaler
+
+        def unscale_gradients(optimizer=None):  # accelerate's, which it runs only under fp16
+            for opt in accelerator._optimizers:
+                scaler.unscale_(opt.optimizer if isinstance(opt, AcceleratedOptimizer) else opt)
+
+        accelerator.unscale_gradients = unscale_gradients
+        return accelerator
+
+    monkeypatch.setattr(recipe, "new_accelerator", scaled_accelerator)
+
+
+def test_a_loss_scaled_run_goes_on_through_the_scalers_overflows(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
+    import torch
+
+    # a scale that overflows fp32 at first: the scaler skips updates and halves it until it fits
+    with_loss_scaler(monkeypatch, init_scale=2.0**127)
+    config = training_config(
+        tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_steps": 12, "train.scheduler": "linear"}
+    )
+    result = train(config, progress=False)
+    overflows = result.summary["overflow_skipped_steps"]
+    assert 1 <= overflows < 12 and "skipped_steps" not in result.summary
+    lora = {name: p for name, p in result.model.named_parameters() if "lora_B" in name}
+    assert lora and any(bool(p.abs().sum() > 0) for p in lora.values())  # the later updates were applied
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+

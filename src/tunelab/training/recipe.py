@@ -324,7 +324,8 @@ class TrainingRecipe:
             unit="step",
             dynamic_ncols=True,
         )
-        self.guard = NonFiniteGuard(train.nan_policy, train.nan_max_skips)
+        loss_scaled = self.accelerator.scaler is not None  # fp16: a loss scaler skips its own overflows
+        self.guard = NonFiniteGuard(train.nan_policy, train.nan_max_skips, loss_scaled)
         self.model.train()
         self.stop.install()
         while not self.done():
@@ -356,10 +357,20 @@ class TrainingRecipe:
             self.state.step + 1, step_loss, grad_norm, self.learning_rate, self.run_folder.checkpoints
         )
         if not skipped:
+            scaler = accelerator.scaler  # fp16's loss scaler, or None
+            scale_before = scaler.get_scale() if scaler is not None else None
             self.optimizer.step()
+            # the scaler halves its scale where it skipped an update for overflow; accelerate's own
+            # flag misses the skips of fused optimizers, which take the scaler's verdict themselves
+            overflow = accelerator.optimizer_step_was_skipped or (
+                scaler is not None and scaler.get_scale() < scale_before
+            )
             self.method.after_optimizer_step(accelerator.unwrap_model(model), self.state.step)
-            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: the schedule waits too
+            if not overflow:  # fp16 overflow: the schedule waits too
                 self.scheduler.step()
+            self.guard.after_optimizer_step(
+                self.state.step + 1, overflow, self.learning_rate, self.run_folder.checkpoints
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.account(step_loss, work, skipped, next_position, time.perf_counter() - started)
 
@@ -517,6 +528,8 @@ class TrainingRecipe:
         }
         if self.guard.skipped:
             summary["skipped_steps"] = self.guard.skipped  # train.nan_policy=skip_step: updates left out
+        if self.guard.overflow_skipped:
+            summary["overflow_skipped_steps"] = self.guard.overflow_skipped  # fp16: the loss scaler's skips
         if data.task_ids:
             summary["task_ids"] = data.task_ids  # multi-task prompt tuning: task name -> id
         if data.eval:
