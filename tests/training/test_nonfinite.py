@@ -115,4 +115,3 @@ def test_a_loss_scaled_run_goes_on_through_the_scalers_overflows(
     lora = {name: p for name, p in result.model.named_parameters() if "lora_B" in name}
     assert lora and any(bool(p.abs().sum() > 0) for p in lora.values())  # the later updates were applied
     assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
-

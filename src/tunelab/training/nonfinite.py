@@ -22,7 +22,6 @@ from pathlib import Path
 from tunelab.errors import UserError
 from tunelab.training.checkpoint import list_checkpoints
 
-
 SCALER_MAX_OVERFLOWS = 30
 
 
