@@ -128,3 +128,30 @@ def test_a_plain_head_gets_its_gradients_without_recomputing_any_logits(monkeypa
     torch.testing.assert_close(loss, plain)
     for got, expected in zip(fused, [hidden.grad, head.weight.grad, head.bias.grad], strict=True):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_in_a_bf16_run_a_head_with_fp32_weights_computes_in_bf16(tiny_llama, monkeypatch):
+    """Full fine-tuning keeps fp32 weights under bf16 autocast; the chunked head runs outside the
+    model's forward, and in training and evaluation it computes in bf16 like every other layer."""
+    from tunelab.training.accelerator import new_accelerator
+    from tunelab.training.evaluation import evaluate
+    from tunelab.training.steps import accumulate
+
+    accelerator = new_accelerator("bf16")
+    model = accelerator.prepare(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32))
+    method, batch = get_method("full"), lm_batch(model.config.vocab_size)
+    head_dtypes = []
+    linear = torch.nn.functional.linear
+
+    def recording_linear(inputs, weight, bias=None):
+        output = linear(inputs, weight, bias)
+        if weight is model.get_output_embeddings().weight:
+            head_dtypes.append(output.dtype)
+        return output
+
+    monkeypatch.setattr(torch.nn.functional, "linear", recording_linear)
+    loss, _ = accumulate(model, method, [batch], accelerator)
+    evaluation = evaluate(model, [0], 2, lambda _: batch, method, accelerator)
+    assert len(head_dtypes) >= 4 and set(head_dtypes) == {torch.bfloat16}  # the model's own and the chunked head
+    assert model.get_output_embeddings().weight.grad.dtype == torch.float32  # the weights' own dtype
+    assert abs(evaluation.loss * int((batch.labels[:, 1:] != IGNORE_INDEX).sum()) - loss) < 2e-2 * loss

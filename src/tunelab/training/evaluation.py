@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -72,7 +73,8 @@ def evaluate(
                 totals[0] += summed_loss(logits, batch.labels)
                 predictions.extend(logits.argmax(dim=-1).tolist())
             else:
-                totals[0] += batch_loss(model, method, batch, chunked)
+                with accelerator.autocast() if accelerator else nullcontext():  # the head, as in training
+                    totals[0] += batch_loss(model, method, batch, chunked)
             totals[1] += count_targets(batch.labels)
     if accelerator is not None:
         totals = accelerator.reduce(totals, "sum")

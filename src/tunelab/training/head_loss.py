@@ -46,8 +46,8 @@ def supports_head_loss(model: nn.Module) -> bool:
 
 
 def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module) -> torch.Tensor:
-    # the head runs outside the model's forward, so outside accelerate's autocast: give it the
-    # hidden states in its own weights' dtype (a bf16 base under fp32 adapters hands back fp32)
+    # the hidden states in the head's own dtype (a bf16 base under fp32 adapters hands back fp32);
+    # under autocast (the training steps run the head in the run's precision) the product is in that
     return F.cross_entropy(head(hidden.to(head.weight.dtype)).float(), targets, reduction="sum")
 
 

@@ -89,7 +89,8 @@ def accumulate(
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            loss_sum = batch_loss(model, method, batch, chunked)
+            with accelerator.autocast():  # the chunked head runs outside the model's forward: the same precision
+                loss_sum = batch_loss(model, method, batch, chunked)
             if fillers[index]:
                 loss_sum = loss_sum * 0.0
             objective = loss_sum * scale
