@@ -9,6 +9,7 @@ PEFT type for the generic ``peft`` method (``peft-loha``), whose options then na
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -359,3 +360,18 @@ def test_adalora_refuses_to_resume(tiny_llama, prompt_completion_file, tmp_path)
     )
     with pytest.raises(UserError, match="cannot resume"):
         train(config, progress=False)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_in_bf16_with_its_trained_weights_in_fp32(method, tiny_llama, task_data, tmp_path):
+    """train.precision=bf16 on the CPU: autocast over a bf16 frozen base (adapter methods) or fp32
+    weights (full, last layers); a few steps with finite losses, and what trains stays fp32."""
+    if method == "qlora":
+        pytest.importorskip("bitsandbytes", reason="qlora needs the quant extra (bitsandbytes)")
+    options = {"method.name": method, "train.lr": 1e-2, "train.batch_size": 8, **METHODS[method]}
+    options.update({"train.max_steps": 3, "train.log_every": 1, "train.precision": "bf16"})
+    result = train(training_config(tiny_llama, task_data, tmp_path / "run", **options), progress=False)
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 3 and all(map(math.isfinite, losses)) and result.summary["precision"] == "bf16"
+    trained_dtypes = {p.dtype for p in result.model.parameters() if p.requires_grad}
+    assert trained_dtypes == {torch.float32}, trained_dtypes

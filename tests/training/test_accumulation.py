@@ -63,3 +63,51 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_llama):
     naive = _gradients(model)
     name = next(iter(full_batch))
     assert not torch.allclose(naive[name], full_batch[name], atol=1e-6, rtol=1e-4)
+
+
+def _bf16_lora(tiny_llama, gradient_checkpointing: bool = False):
+    from tunelab.methods.base import TrainingPlan
+    from tunelab.training.accelerator import new_accelerator
+
+    method = get_method("lora")
+    options = method.options_type(name="lora", r=4, target_modules="all-linear")
+    base = method.load_base(str(tiny_llama), "bf16")
+    if gradient_checkpointing:  # as the recipe does, on the base
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    torch.manual_seed(0)  # the same adapter initialisation every time
+    model = method.prepare(base, options, TrainingPlan(str(tiny_llama)))
+    accelerator = new_accelerator("bf16")
+    return method, accelerator.prepare(model), accelerator
+
+
+def test_bf16_adapters_take_their_inputs_uncast_for_the_same_gradients(tiny_llama, monkeypatch):
+    """Under autocast PEFT's cast of each adapter layer's input to fp32 is left out: the same loss and
+    the same gradients, the layers' switch back on afterwards, and checkpointing recomputes alike."""
+    from contextlib import nullcontext
+
+    from tunelab.training import steps
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    batch = collate_tokens(_examples(tokenizer), tokenizer.pad_token_id)
+    method, model, accelerator = _bf16_lora(tiny_llama)
+    switches = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    seen = []
+    for switch in switches[:1]:
+        switch.register_forward_pre_hook(lambda module, _: seen.append(module.cast_input_dtype_enabled))
+
+    uncast_loss, _ = accumulate(model, method, [batch], accelerator)
+    uncast = _gradients(model)
+    model.zero_grad(set_to_none=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(steps, "adapter_inputs_uncast", lambda *_: nullcontext())
+        cast_loss, _ = accumulate(model, method, [batch], accelerator)
+    assert seen == [False, True] and switches and all(s.cast_input_dtype_enabled for s in switches)
+    assert uncast_loss == cast_loss and uncast.keys() == _gradients(model).keys()
+    for name, gradient in _gradients(model).items():
+        torch.testing.assert_close(uncast[name], gradient, atol=0, rtol=0)
+
+    method, model, accelerator = _bf16_lora(tiny_llama, gradient_checkpointing=True)
+    checkpointed_loss, _ = accumulate(model, method, [batch], accelerator)
+    assert checkpointed_loss == uncast_loss
+    for name, gradient in _gradients(model).items():
+        torch.testing.assert_close(uncast[name], gradient, atol=0, rtol=0)

@@ -155,3 +155,15 @@ def test_in_a_bf16_run_a_head_with_fp32_weights_computes_in_bf16(tiny_llama, mon
     assert len(head_dtypes) >= 4 and set(head_dtypes) == {torch.bfloat16}  # the model's own and the chunked head
     assert model.get_output_embeddings().weight.grad.dtype == torch.float32  # the weights' own dtype
     assert abs(evaluation.loss * int((batch.labels[:, 1:] != IGNORE_INDEX).sum()) - loss) < 2e-2 * loss
+
+
+def test_the_models_own_head_gets_one_contiguous_position(tiny_llama):
+    """transformers' logits_to_keep=1 hands its head a strided slice, whose product in bf16 on a CPU
+    copies the head's weight once per row; the body's pass gets an index instead: one contiguous row."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = lm_batch(model.config.vocab_size)
+    hidden = head_loss.final_hidden_states(model, batch.model_inputs)
+    assert hidden.shape[:2] == batch.labels.shape
+    assert [tuple(x.shape) for x in seen] == [(2, 1, model.config.hidden_size)] and seen[0].is_contiguous()

@@ -8,7 +8,8 @@ the target positions only where the architecture allows (training.head_loss).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -54,6 +55,28 @@ def batch_flops(model: torch.nn.Module, batch: Batch, chunked: bool, shape: Mode
     return shape.step_flops(batch.real_tokens, head_rows, batch.attention_pairs)
 
 
+@contextmanager
+def adapter_inputs_uncast(accelerator: Accelerator, model: torch.nn.Module) -> Iterator[None]:
+    """Under the run's autocast, PEFT's adapter layers take their inputs as they come.
+
+    PEFT casts each adapter layer's input to the adapter's dtype (fp32 over a bf16 base), a copy
+    that autocast undoes at the next product; under autocast it is left out, through the layers'
+    ``cast_input_dtype_enabled`` switch: the same products from one copy fewer per adapted layer
+    (bench/README.md: SmolLM2 LoRA in bf16, -140 MiB peak). Hold it over the backward pass too, so
+    that gradient checkpointing recomputes the layers as they ran. (PEFT 0.21's own
+    ``disable_input_dtype_casting`` fails on the layers that have no such switch: IA3, VeRA, FourierFT.)"""
+    layers = []
+    if accelerator.native_amp and accelerator.mixed_precision != "no":
+        layers = [module for module in model.modules() if getattr(module, "cast_input_dtype_enabled", False)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.cast_input_dtype_enabled = True
+
+
 def accumulate(
     model: torch.nn.Module,
     method: Method,
@@ -88,7 +111,7 @@ def accumulate(
     loss_total = torch.zeros((), device=accelerator.device, dtype=sum_dtype(accelerator.device))
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
-        with nullcontext() if last else accelerator.no_sync(model):
+        with nullcontext() if last else accelerator.no_sync(model), adapter_inputs_uncast(accelerator, model):
             with accelerator.autocast():  # the chunked head runs outside the model's forward: the same precision
                 loss_sum = batch_loss(model, method, batch, chunked)
             if fillers[index]:
