@@ -65,17 +65,18 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(tiny_llama):
     assert not torch.allclose(naive[name], full_batch[name], atol=1e-6, rtol=1e-4)
 
 
-def _bf16_lora(tiny_llama, gradient_checkpointing: bool = False):
+def _bf16_lora(tiny_llama, gradient_checkpointing: bool = False, name: str = "lora"):
     from tunelab.methods.base import TrainingPlan
     from tunelab.training.accelerator import new_accelerator
 
-    method = get_method("lora")
-    options = method.options_type(name="lora", r=4, target_modules="all-linear")
+    method = get_method(name)
+    options = method.options_type(name=name, r=4, target_modules="all-linear", dropout=0.0)
     base = method.load_base(str(tiny_llama), "bf16")
     if gradient_checkpointing:  # as the recipe does, on the base
         base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(0)  # the same adapter initialisation every time
     model = method.prepare(base, options, TrainingPlan(str(tiny_llama)))
+    model.train()  # as the recipe trains: checkpointing recomputes in training mode only
     accelerator = new_accelerator("bf16")
     return method, accelerator.prepare(model), accelerator
 
@@ -107,7 +108,25 @@ def test_bf16_adapters_take_their_inputs_uncast_for_the_same_gradients(tiny_llam
         torch.testing.assert_close(uncast[name], gradient, atol=0, rtol=0)
 
     method, model, accelerator = _bf16_lora(tiny_llama, gradient_checkpointing=True)
+    seen.clear()
+    next(m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")).register_forward_pre_hook(
+        lambda module, _: seen.append(module.cast_input_dtype_enabled)
+    )
     checkpointed_loss, _ = accumulate(model, method, [batch], accelerator)
+    assert seen == [False, False]  # the forward pass and its recomputation in the backward pass alike
     assert checkpointed_loss == uncast_loss
     for name, gradient in _gradients(model).items():
         torch.testing.assert_close(uncast[name], gradient, atol=0, rtol=0)
+
+
+def test_dora_layers_keep_peft_s_cast_under_autocast(tiny_llama):
+    """DoRA forms W + BA and its norm in its input's dtype: its input stays cast to fp32."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    batch = collate_tokens(_examples(tokenizer), tokenizer.pad_token_id)
+    method, model, accelerator = _bf16_lora(tiny_llama, name="dora")
+    seen = []
+    next(m for m in model.modules() if getattr(m, "lora_variant", None)).register_forward_pre_hook(
+        lambda module, _: seen.append(module.cast_input_dtype_enabled)
+    )
+    accumulate(model, method, [batch], accelerator)
+    assert seen == [True]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -99,19 +100,75 @@ def with_loss_scaler(monkeypatch, init_scale: float) -> None:
     monkeypatch.setattr(recipe, "new_accelerator", scaled_accelerator)
 
 
+@pytest.mark.parametrize("method", ["lora", "adalora"])
 def test_a_loss_scaled_run_goes_on_through_the_scalers_overflows(
-    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch, method
 ):
+    import json
+
     import torch
 
     # a scale that overflows fp32 at first: the scaler skips updates and halves it until it fits
     with_loss_scaler(monkeypatch, init_scale=2.0**127)
+    options = {"train.max_steps": 12, "train.scheduler": "linear", "method.name": method}
+    budget_reads = []  # adalora: whether the gradients its rank budget read were finite, per read
+    if method == "adalora":  # its rank budget reads the gradients after every applied update
+        options.update({"method.init_r": 6, "method.target_r": 2})
+        from peft.tuners.adalora.layer import RankAllocator
+
+        update_ipt = RankAllocator.update_ipt
+
+        def reading(self, model):
+            grads = [p.grad for name, p in model.named_parameters() if "lora_" in name and p.grad is not None]
+            budget_reads.append(all(bool(torch.isfinite(grad).all()) for grad in grads))
+            return update_ipt(self, model)
+
+        monkeypatch.setattr(RankAllocator, "update_ipt", reading)
+    result = train(training_config(tiny_llama, prompt_completion_file, tmp_path / "run", **options), progress=False)
+    overflows = result.summary["overflow_skipped_steps"]
+    assert 2 <= overflows < 12 and "skipped_steps" not in result.summary
+    trained = {name: p for name, p in result.model.named_parameters() if "lora_B" in name}
+    assert trained and any(bool(p.abs().sum() > 0) for p in trained.values())  # the later updates were applied
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+    if method == "adalora":  # its importance scores never forget: one overflow's inf gradients would stay
+        assert budget_reads and all(budget_reads)
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    rates = [json.loads(line)["lr"] for line in lines]
+    # the schedule waits while the scaler skips: it moves once per applied update (the last step's
+    # own move is not logged), not once per step
+    moves = sum(later < earlier for earlier, later in pairwise(rates))
+    assert moves in (11 - overflows, 12 - overflows) and rates[0] == 1e-3
+
+
+def test_a_step_skipped_under_the_loss_scaler_closes_the_scalers_step(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
+    """skip_step under fp16: a non-finite loss skips the update after clipping has unscaled the
+    gradients; the scaler is told (its update), or the next step's unscaling would raise."""
+    from tunelab.training import recipe
+
+    with_loss_scaler(monkeypatch, init_scale=2.0**10)
+    real_accumulate, calls = recipe.accumulate, []
+
+    def nan_at_the_second_step(*args, **kwargs):
+        loss, work = real_accumulate(*args, **kwargs)
+        calls.append(loss)
+        return (math.nan if len(calls) == 2 else loss), work
+
+    monkeypatch.setattr(recipe, "accumulate", nan_at_the_second_step)
     config = training_config(
-        tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_steps": 12, "train.scheduler": "linear"}
+        tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_steps": 4, "train.nan_policy": "skip_step"}
     )
     result = train(config, progress=False)
-    overflows = result.summary["overflow_skipped_steps"]
-    assert 1 <= overflows < 12 and "skipped_steps" not in result.summary
-    lora = {name: p for name, p in result.model.named_parameters() if "lora_B" in name}
-    assert lora and any(bool(p.abs().sum() > 0) for p in lora.values())  # the later updates were applied
-    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+    assert result.summary["skipped_steps"] == 1 and result.summary["steps"] == 4
+
+
+def test_the_fp16_head_stays_out_of_autocast():
+    """The fused head loss computes its gradients outside the loss scaler: fp16 would flush them."""
+    from types import SimpleNamespace
+
+    from tunelab.training.steps import head_precision
+
+    fp16 = SimpleNamespace(mixed_precision="fp16", autocast=lambda: pytest.fail("the head ran under fp16 autocast"))
+    with head_precision(fp16):
+        pass

@@ -20,7 +20,7 @@ import torch
 from tunelab.data.collate import Batch, collate_tokens
 from tunelab.training.accelerator import sum_dtype
 from tunelab.training.loss import count_targets, summed_loss
-from tunelab.training.steps import adapter_inputs_uncast, batch_logits, batch_loss
+from tunelab.training.steps import adapter_inputs_uncast, batch_logits, batch_loss, head_precision
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -74,7 +74,7 @@ def evaluate(
                 predictions.extend(logits.argmax(dim=-1).tolist())
             else:
                 with (
-                    accelerator.autocast() if accelerator else nullcontext(),  # the head, as in training
+                    head_precision(accelerator) if accelerator else nullcontext(),  # the head, as in training
                     adapter_inputs_uncast(accelerator, model) if accelerator else nullcontext(),
                 ):
                     totals[0] += batch_loss(model, method, batch, chunked)

@@ -324,7 +324,8 @@ class TrainingRecipe:
             unit="step",
             dynamic_ncols=True,
         )
-        loss_scaled = self.accelerator.scaler is not None  # fp16: a loss scaler skips its own overflows
+        scaler = self.accelerator.scaler
+        loss_scaled = scaler is not None and scaler.is_enabled()  # fp16: a loss scaler skips its own overflows
         self.guard = NonFiniteGuard(train.nan_policy, train.nan_max_skips, loss_scaled)
         self.model.train()
         self.stop.install()
@@ -356,8 +357,8 @@ class TrainingRecipe:
         skipped = self.guard.check(
             self.state.step + 1, step_loss, grad_norm, self.learning_rate, self.run_folder.checkpoints
         )
+        scaler = accelerator.scaler if self.guard.loss_scaled else None  # fp16's loss scaler, or None
         if not skipped:
-            scaler = accelerator.scaler  # fp16's loss scaler, or None
             scale_before = scaler.get_scale() if scaler is not None else None
             self.optimizer.step()
             # the scaler halves its scale where it skipped an update for overflow; accelerate's own
@@ -365,12 +366,14 @@ class TrainingRecipe:
             overflow = accelerator.optimizer_step_was_skipped or (
                 scaler is not None and scaler.get_scale() < scale_before
             )
-            self.method.after_optimizer_step(accelerator.unwrap_model(model), self.state.step)
-            if not overflow:  # fp16 overflow: the schedule waits too
+            if not overflow:  # fp16 overflow: the schedule waits, AdaLoRA's budget reads no inf gradients
+                self.method.after_optimizer_step(accelerator.unwrap_model(model), self.state.step)
                 self.scheduler.step()
             self.guard.after_optimizer_step(
                 self.state.step + 1, overflow, self.learning_rate, self.run_folder.checkpoints
             )
+        elif scaler is not None:  # clipping unscaled the gradients: the scaler must close this step itself
+            scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.account(step_loss, work, skipped, next_position, time.perf_counter() - started)
 

@@ -9,7 +9,7 @@ the target positions only where the architecture allows (training.head_loss).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -55,6 +55,14 @@ def batch_flops(model: torch.nn.Module, batch: Batch, chunked: bool, shape: Mode
     return shape.step_flops(batch.real_tokens, head_rows, batch.attention_pairs)
 
 
+def head_precision(accelerator: Accelerator) -> AbstractContextManager:
+    """bf16 runs: the run's autocast, for the chunked head, which runs outside the model's forward,
+    so that a head with fp32 weights (full fine-tuning) computes in bf16 like every other layer.
+    Not fp16: the fused head loss computes its gradients in its forward pass, outside the loss
+    scaler, where fp16 would flush small probabilities and could overflow; it stays fp32 there."""
+    return accelerator.autocast() if accelerator.mixed_precision == "bf16" else nullcontext()
+
+
 @contextmanager
 def adapter_inputs_uncast(accelerator: Accelerator, model: torch.nn.Module) -> Iterator[None]:
     """Under the run's autocast, PEFT's adapter layers take their inputs as they come.
@@ -67,7 +75,12 @@ def adapter_inputs_uncast(accelerator: Accelerator, model: torch.nn.Module) -> I
     ``disable_input_dtype_casting`` fails on the layers that have no such switch: IA3, VeRA, FourierFT.)"""
     layers = []
     if accelerator.native_amp and accelerator.mixed_precision != "no":
-        layers = [module for module in model.modules() if getattr(module, "cast_input_dtype_enabled", False)]
+        # not LoRA variants (DoRA): they form W + BA and its norm in the input's dtype, fp32's work
+        layers = [
+            module
+            for module in model.modules()
+            if getattr(module, "cast_input_dtype_enabled", False) and not getattr(module, "lora_variant", None)
+        ]
     for layer in layers:
         layer.cast_input_dtype_enabled = False
     try:
@@ -112,7 +125,7 @@ def accumulate(
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         with nullcontext() if last else accelerator.no_sync(model), adapter_inputs_uncast(accelerator, model):
-            with accelerator.autocast():  # the chunked head runs outside the model's forward: the same precision
+            with head_precision(accelerator):
                 loss_sum = batch_loss(model, method, batch, chunked)
             if fillers[index]:
                 loss_sum = loss_sum * 0.0
