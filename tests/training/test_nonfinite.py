@@ -77,18 +77,29 @@ def test_the_loss_scaler_overflowing_at_any_scale_stops_the_run(tmp_path):
         guard.after_optimizer_step(SCALER_MAX_OVERFLOWS, scaler_skipped=True, lr=1e-3, checkpoints=tmp_path)
 
 
-def with_loss_scaler(monkeypatch, init_scale: float) -> None:
+def with_loss_scaler(monkeypatch, init_scale: float) -> list[list[float]]:
     """Runs train with accelerate's fp16 loss scaling (a GradScaler, gradients unscaled before
-    clipping), which accelerate sets up only on a GPU; here on the CPU, over fp32 compute."""
+    clipping), which accelerate sets up only on a GPU; here on the CPU, over fp32 compute.
+    Returns, per run, the scale each optimizer step used."""
     import torch
     from accelerate.optimizer import AcceleratedOptimizer
 
     from tunelab.training import recipe
 
+    scales: list[list[float]] = []
+
     def scaled_accelerator(precision, options=None):
         accelerator = new_accelerator(precision, options)
         scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
         accelerator.scaler = scaler
+        used, update = [], scaler.update
+        scales.append(used)
+
+        def recording_update(new_scale=None):
+            used.append(scaler.get_scale())
+            update(new_scale)
+
+        scaler.update = recording_update
 
         def unscale_gradients(optimizer=None):  # accelerate's, which it runs only under fp16
             for opt in accelerator._optimizers:
@@ -98,6 +109,7 @@ def with_loss_scaler(monkeypatch, init_scale: float) -> None:
         return accelerator
 
     monkeypatch.setattr(recipe, "new_accelerator", scaled_accelerator)
+    return scales
 
 
 @pytest.mark.parametrize("method", ["lora", "adalora"])
@@ -172,3 +184,22 @@ def test_the_fp16_head_stays_out_of_autocast():
     fp16 = SimpleNamespace(mixed_precision="fp16", autocast=lambda: pytest.fail("the head ran under fp16 autocast"))
     with head_precision(fp16):
         pass
+
+
+def test_a_resumed_loss_scaled_run_keeps_the_scale_it_had_found(
+    tiny_llama, prompt_completion_file, tmp_path, monkeypatch
+):
+    """The scaler's state is in the checkpoint: resuming does not overflow down from its initial scale again."""
+    import torch
+
+    scales = with_loss_scaler(monkeypatch, init_scale=2.0**127)
+    options = {"train.max_steps": 4, "train.save_every": 4}
+    first = train(training_config(tiny_llama, prompt_completion_file, tmp_path / "run", **options), progress=False)
+    assert first.summary["overflow_skipped_steps"] >= 2
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "step-00000004" / "scaler.pt", weights_only=False)
+    assert saved["scale"] < 2.0**127
+    options.update({"train.max_steps": 8, "train.resume": True})
+    resumed = train(training_config(tiny_llama, prompt_completion_file, tmp_path / "run", **options), progress=False)
+    assert resumed.summary["steps"] == 8 and len(scales) == 2
+    # the scale after the first run's last update (halved where that step overflowed), used at once
+    assert saved["scale"] in (scales[0][-1], scales[0][-1] / 2) and scales[1][0] == saved["scale"]

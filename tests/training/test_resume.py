@@ -26,8 +26,8 @@ CHILD = textwrap.dedent(
 
     real_save = recipe.save_checkpoint
 
-    def save_then_die(folder, model, optimizer, scheduler, state, keep):
-        path = real_save(folder, model, optimizer, scheduler, state, keep)
+    def save_then_die(folder, model, optimizer, scheduler, state, keep, *rest):
+        path = real_save(folder, model, optimizer, scheduler, state, keep, *rest)
         if state.step == 3:
             os.kill(os.getpid(), signal.SIGKILL)
         return path

@@ -1,4 +1,6 @@
-"""Resumable checkpoints: trainable weights, optimizer, scheduler, RNG states, data position.
+"""Resumable checkpoints: trainable weights, optimizer, scheduler, RNG states, data position, and
+under fp16 the loss scaler's state (its scale), so that a resumed run does not overflow its way
+down from the initial scale again.
 
 ``accelerate.save_state`` stores the whole model (gigabytes for a LoRA run whose trainable part
 is megabytes) and writes in place; a checkpoint here holds only what trains and is written to a
@@ -82,6 +84,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainingState,
     keep: int,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write ``folder/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,8 @@ def save_checkpoint(
     torch.save(optimizer.state_dict(), staging / "optimizer.pt")
     torch.save(scheduler.state_dict(), staging / "scheduler.pt")
     torch.save(_rng_states(), staging / "rng.pt")
+    if scaler is not None:
+        torch.save(scaler.state_dict(), staging / "scaler.pt")
     payload = asdict(state)
     (staging / "state.json").write_text(json.dumps(payload, indent=2))
     for path in staging.iterdir():
@@ -119,6 +124,7 @@ def load_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> TrainingState:
     weights = load_file(checkpoint / "trainable.safetensors")
     parameters = dict(model.named_parameters())
@@ -131,6 +137,8 @@ def load_checkpoint(
     load_optimizer_state(optimizer, torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", map_location="cpu", weights_only=False))
     _restore_rng_states(torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=False))
+    if scaler is not None and (checkpoint / "scaler.pt").is_file():  # a checkpoint of an fp16 run
+        scaler.load_state_dict(torch.load(checkpoint / "scaler.pt", map_location="cpu", weights_only=False))
     payload = json.loads((checkpoint / "state.json").read_text())
     payload["position"] = DataPosition(**payload["position"])
     return TrainingState(**payload)
@@ -141,12 +149,13 @@ def load_latest_complete_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[TrainingState, Path]:
     """The newest checkpoint that loads whole; a damaged one (truncated by a full disk, say) is
     named and the previous one is tried, down to the oldest."""
     for checkpoint in reversed(checkpoints):
         try:
-            return load_checkpoint(checkpoint, model, optimizer, scheduler), checkpoint
+            return load_checkpoint(checkpoint, model, optimizer, scheduler, scaler), checkpoint
         except DAMAGED_CHECKPOINT_ERRORS as error:
             log.warning(f"checkpoint {checkpoint} is damaged ({first_line(error)}); trying the previous complete one")
     raise UserError(

@@ -298,7 +298,7 @@ class TrainingRecipe:
         accelerator.wait_for_everyone()
         if checkpoints:
             self.state, used = load_latest_complete_checkpoint(
-                checkpoints, accelerator.unwrap_model(self.model), self.optimizer, self.scheduler
+                checkpoints, accelerator.unwrap_model(self.model), self.optimizer, self.scheduler, self.loss_scaler()
             )
             if accelerator.is_main_process:
                 run.keep_metrics_until(self.state.step)
@@ -324,8 +324,7 @@ class TrainingRecipe:
             unit="step",
             dynamic_ncols=True,
         )
-        scaler = self.accelerator.scaler
-        loss_scaled = scaler is not None and scaler.is_enabled()  # fp16: a loss scaler skips its own overflows
+        loss_scaled = self.loss_scaler() is not None  # fp16: a loss scaler skips its own overflows
         self.guard = NonFiniteGuard(train.nan_policy, train.nan_max_skips, loss_scaled)
         self.model.train()
         self.stop.install()
@@ -357,7 +356,7 @@ class TrainingRecipe:
         skipped = self.guard.check(
             self.state.step + 1, step_loss, grad_norm, self.learning_rate, self.run_folder.checkpoints
         )
-        scaler = accelerator.scaler if self.guard.loss_scaled else None  # fp16's loss scaler, or None
+        scaler = self.loss_scaler()
         if not skipped:
             scale_before = scaler.get_scale() if scaler is not None else None
             self.optimizer.step()
@@ -450,7 +449,13 @@ class TrainingRecipe:
             self.scheduler,
             self.state,
             self.train_config.keep_checkpoints,
+            self.loss_scaler(),
         )
+
+    def loss_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16's loss scaler (accelerate makes one on a GPU), or None."""
+        scaler = self.accelerator.scaler
+        return scaler if scaler is not None and scaler.is_enabled() else None
 
     def stop_interrupted(self) -> None:
         """Ctrl-C: a checkpoint of the steps done (where checkpoints are on), then one line on how to go on."""
