@@ -167,3 +167,17 @@ def test_the_models_own_head_gets_one_contiguous_position(tiny_llama):
     hidden = head_loss.final_hidden_states(model, batch.model_inputs)
     assert hidden.shape[:2] == batch.labels.shape
     assert [tuple(x.shape) for x in seen] == [(2, 1, model.config.hidden_size)] and seen[0].is_contiguous()
+
+
+def test_in_a_bf16_run_the_body_hands_over_its_last_hidden_states_alone(tiny_llama):
+    """accelerate turns every output of a bf16 forward pass to fp32: asked for with
+    output_hidden_states, that is every layer's hidden states, copied to keep one."""
+    from tunelab.training.accelerator import new_accelerator
+
+    accelerator = new_accelerator("bf16")
+    model = accelerator.prepare(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.bfloat16))
+    batch = lm_batch(model.config.vocab_size)
+    hidden = head_loss.final_hidden_states(model, batch.model_inputs)
+    every_layer = model(**batch.model_inputs, output_hidden_states=True).hidden_states
+    assert all(state.dtype == torch.float32 for state in every_layer)  # what accelerate does to outputs
+    assert hidden.dtype == torch.bfloat16 and torch.equal(hidden.float(), every_layer[-1])

@@ -122,7 +122,22 @@ def final_hidden_states(model: nn.Module, inputs: dict) -> torch.Tensor:
     ``[:, -1:]``, a strided view, and the head's product on it runs as a batched matmul over its
     weight expanded per row, which in bf16 on a CPU copies the whole weight once per row (SmolLM2 at
     batch 4: 226 MB and 0.29 s a forward pass, against 6 ms); an index gives contiguous rows and one
-    matrix product."""
+    matrix product.
+
+    The hidden states are taken from the model body's output by a forward hook rather than asked for
+    with ``output_hidden_states``: in a bf16 run accelerate turns every output of the forward pass
+    to fp32, and that would be all 31 layers' hidden states of SmolLM2 (146 MB of copies for 4 x 512
+    positions) to keep one. A compiled model (``train.compile``) keeps ``output_hidden_states``: a
+    hook added and removed on every call would make it compile again."""
     device = next(value.device for value in inputs.values() if isinstance(value, torch.Tensor))
     first_position = torch.zeros(1, dtype=torch.long, device=device)
-    return model(**inputs, output_hidden_states=True, logits_to_keep=first_position).hidden_states[-1]
+    if getattr(getattr(model, "module", model), "_compiled_call_impl", None) is not None:
+        return model(**inputs, output_hidden_states=True, logits_to_keep=first_position).hidden_states[-1]
+    body = transformers_model(model).get_decoder()  # LlamaModel, GPT2Model, ...: its output is after the final norm
+    captured: list[torch.Tensor] = []
+    handle = body.register_forward_hook(lambda _module, _args, output: captured.append(output[0]))
+    try:
+        model(**inputs, logits_to_keep=first_position)
+    finally:
+        handle.remove()
+    return captured[-1]
