@@ -181,3 +181,15 @@ def test_in_a_bf16_run_the_body_hands_over_its_last_hidden_states_alone(tiny_lla
     every_layer = model(**batch.model_inputs, output_hidden_states=True).hidden_states
     assert all(state.dtype == torch.float32 for state in every_layer)  # what accelerate does to outputs
     assert hidden.dtype == torch.bfloat16 and torch.equal(hidden.float(), every_layer[-1])
+
+
+def test_a_compiled_model_is_seen_through_its_wrappers(tiny_llama):
+    """A hook added on every call would make a compiled model compile again: the compiled keep
+    output_hidden_states, whether train.compile compiled in place or accelerate wrapped the model."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not head_loss.is_compiled(model)
+    assert head_loss.is_compiled(torch.compile(model))  # accelerate's dynamo_backend: an OptimizedModule
+    model.compile()  # train.compile: in place
+    assert head_loss.is_compiled(model)

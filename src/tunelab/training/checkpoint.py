@@ -137,11 +137,13 @@ def load_checkpoint(
     load_optimizer_state(optimizer, torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", map_location="cpu", weights_only=False))
     _restore_rng_states(torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=False))
-    if scaler is not None and (checkpoint / "scaler.pt").is_file():  # a checkpoint of an fp16 run
-        scaler.load_state_dict(torch.load(checkpoint / "scaler.pt", map_location="cpu", weights_only=False))
     payload = json.loads((checkpoint / "state.json").read_text())
     payload["position"] = DataPosition(**payload["position"])
-    return TrainingState(**payload)
+    state = TrainingState(**payload)
+    if scaler is not None and (checkpoint / "scaler.pt").is_file():  # a checkpoint of an fp16 run; last, once
+        # the rest has loaded, so that a damaged checkpoint leaves no scale behind for the previous one
+        scaler.load_state_dict(torch.load(checkpoint / "scaler.pt", map_location="cpu", weights_only=False))
+    return state
 
 
 def load_latest_complete_checkpoint(

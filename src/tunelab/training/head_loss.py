@@ -115,6 +115,21 @@ def summed_head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module
     return total
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model``, or a module it wraps (DDP, accelerate, PEFT), runs through torch.compile:
+    ``train.compile`` compiles in place, accelerate's ``dynamo_backend`` wraps in an OptimizedModule."""
+    from accelerate.utils import is_compiled_module
+
+    for _ in range(4):  # DDP -> OptimizedModule -> PeftModel -> transformers model at most
+        if is_compiled_module(model) or getattr(model, "_compiled_call_impl", None) is not None:
+            return True
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module) or inner is model:
+            return False
+        model = inner
+    return False
+
+
 def final_hidden_states(model: nn.Module, inputs: dict) -> torch.Tensor:
     """The model body's last hidden states (after the final norm), the head run on one position only.
 
@@ -131,7 +146,7 @@ def final_hidden_states(model: nn.Module, inputs: dict) -> torch.Tensor:
     hook added and removed on every call would make it compile again."""
     device = next(value.device for value in inputs.values() if isinstance(value, torch.Tensor))
     first_position = torch.zeros(1, dtype=torch.long, device=device)
-    if getattr(getattr(model, "module", model), "_compiled_call_impl", None) is not None:
+    if is_compiled(model):
         return model(**inputs, output_hidden_states=True, logits_to_keep=first_position).hidden_states[-1]
     body = transformers_model(model).get_decoder()  # LlamaModel, GPT2Model, ...: its output is after the final norm
     captured: list[torch.Tensor] = []
