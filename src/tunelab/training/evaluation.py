@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -73,10 +72,7 @@ def evaluate(
                 totals[0] += summed_loss(logits, batch.labels)
                 predictions.extend(logits.argmax(dim=-1).tolist())
             else:
-                with (
-                    head_precision(accelerator) if accelerator else nullcontext(),  # the head, as in training
-                    adapter_inputs_uncast(accelerator, model) if accelerator else nullcontext(),
-                ):
+                with head_precision(accelerator), adapter_inputs_uncast(accelerator, model):  # as in training
                     totals[0] += batch_loss(model, method, batch, chunked)
             totals[1] += count_targets(batch.labels)
     if accelerator is not None:

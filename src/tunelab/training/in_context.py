@@ -93,5 +93,7 @@ def run_in_context(config: TunelabConfig, method: InContextStrategy, overwrite: 
 
 def loaded_precision(model: nn.Module) -> str:
     """fp32, bf16 or fp16: the dtype of ``model``'s weights, as train.precision names it."""
-    dtype = str(next(model.parameters()).dtype)
-    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(dtype, "fp32")
+    from tunelab.training.flops import PRECISION_DTYPE
+
+    dtype = next(model.parameters()).dtype
+    return next((name for name, known in PRECISION_DTYPE.items() if known == dtype), "fp32")

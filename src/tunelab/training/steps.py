@@ -55,17 +55,20 @@ def batch_flops(model: torch.nn.Module, batch: Batch, chunked: bool, shape: Mode
     return shape.step_flops(batch.real_tokens, head_rows, batch.attention_pairs)
 
 
-def head_precision(accelerator: Accelerator) -> AbstractContextManager:
-    """bf16 runs: the run's autocast, for the chunked head, which runs outside the model's forward,
-    so that a head with fp32 weights (full fine-tuning) computes in bf16 like every other layer.
+def head_precision(accelerator: Accelerator | None) -> AbstractContextManager:
+    """bf16 runs: the run's autocast (none without an accelerator), for the chunked head, which
+    runs outside the model's forward, so that a head with fp32 weights (full fine-tuning) computes
+    in bf16 like every other layer.
     Not fp16: the fused head loss computes its gradients in its forward pass, outside the loss
     scaler, where fp16 would flush small probabilities and could overflow; it stays fp32 there."""
-    return accelerator.autocast() if accelerator.mixed_precision == "bf16" else nullcontext()
+    bf16 = accelerator is not None and accelerator.mixed_precision == "bf16"
+    return accelerator.autocast() if bf16 else nullcontext()
 
 
 @contextmanager
-def adapter_inputs_uncast(accelerator: Accelerator, model: torch.nn.Module) -> Iterator[None]:
-    """Under the run's autocast, PEFT's adapter layers take their inputs as they come.
+def adapter_inputs_uncast(accelerator: Accelerator | None, model: torch.nn.Module) -> Iterator[None]:
+    """Under the run's autocast (none without an accelerator), PEFT's adapter layers take their
+    inputs as they come.
 
     PEFT casts each adapter layer's input to the adapter's dtype (fp32 over a bf16 base), a copy
     that autocast undoes at the next product; under autocast it is left out, through the layers'
@@ -74,7 +77,7 @@ def adapter_inputs_uncast(accelerator: Accelerator, model: torch.nn.Module) -> I
     that gradient checkpointing recomputes the layers as they ran. (PEFT 0.21's own
     ``disable_input_dtype_casting`` fails on the layers that have no such switch: IA3, VeRA, FourierFT.)"""
     layers = []
-    if accelerator.native_amp and accelerator.mixed_precision != "no":
+    if accelerator is not None and accelerator.native_amp and accelerator.mixed_precision != "no":
         # not LoRA variants (DoRA): they form W + BA and its norm in the input's dtype, fp32's work
         layers = [
             module
