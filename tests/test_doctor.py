@@ -30,3 +30,19 @@ def test_doctor_on_this_install(capsys):
     out = capsys.readouterr().out
     assert "torch" in out and "transformers" in out and "model minilm" in out
     assert code == (1 if "FIX" in out else 0)
+
+
+def test_a_cpu_whose_bf16_is_slow_is_told_to_keep_fp32(monkeypatch):
+    import torch
+
+    from tunelab.training import cpu_bf16
+
+    rates = {"bf16": 1e9, "fp32": 63e9}
+    monkeypatch.setattr(cpu_bf16, "matmul_peak_flops", lambda device, precision: rates[precision])
+    (finding,) = doctor.check_cpu_bf16()
+    assert finding.ok and "1.0 GFLOP/s against 63.0 in fp32" in finding.detail and "slower" in finding.detail
+    rates["bf16"] = 345e9
+    (finding,) = doctor.check_cpu_bf16()
+    assert "trains faster here" in finding.detail
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert doctor.check_cpu_bf16() == []  # on a GPU machine the CPU's bf16 trains nothing

@@ -27,6 +27,7 @@ from tunelab.training.head_loss import transformers_model
 
 PRECISION_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _measured_peaks: dict[tuple, float] = {}
+SLOW_MULTIPLY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def model_shape(model: nn.Module) -> ModelShape:
 
 def matmul_peak_flops(device: torch.device, precision: str) -> float:
     """FLOP/s of a large matrix multiply on ``device`` at ``precision`` (best of a few; measured
-    once per process, device, precision and thread count: about 0.3 s on a CPU)."""
+    once per process, device, precision and thread count: about 0.3 s on a CPU; a multiply over half a
+    second, as bf16's is on a CPU without bf16 instructions, is timed once and not repeated)."""
     dtype = PRECISION_DTYPE[precision]
     if device.type == "cpu" and dtype == torch.float16:
         dtype = torch.float32  # fp16 is CUDA-only in tunelab
@@ -108,8 +110,11 @@ def matmul_peak_flops(device: torch.device, precision: str) -> float:
             started = time.perf_counter()
             torch.matmul(left, right)
             _synchronize(device)
-            if attempt >= 2:  # the first ones warm up kernels and caches
-                best = min(best, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            if attempt >= 2 or took > SLOW_MULTIPLY_S:  # the first ones warm up kernels and caches
+                best = min(best, took)
+            if took > SLOW_MULTIPLY_S:
+                break  # a multiply this slow is no warm-up effect: more of them only delay the run
         _measured_peaks[key] = 2 * size**3 / best
     return _measured_peaks[key]
 

@@ -61,6 +61,7 @@ from tunelab.training.checkpoint import (
     save_checkpoint,
 )
 from tunelab.training.classification import classification_summary
+from tunelab.training.cpu_bf16 import slow_bf16_warning
 from tunelab.training.evaluation import Evaluation, evaluate
 from tunelab.training.flops import matmul_peak_flops, model_shape
 from tunelab.training.grouped_attention import grouped_attention
@@ -264,6 +265,8 @@ class TrainingRecipe:
         self.scheduler = build_scheduler(optimizer, self.train_config, self.total_steps)
         self.shape = model_shape(model)
         self.peak_flops = matmul_peak_flops(self.accelerator.device, self.train_config.precision)
+        if warning := slow_bf16_warning(self.accelerator.device, self.train_config.precision):
+            log.warning(warning)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
 
     def load_model(self) -> torch.nn.Module:

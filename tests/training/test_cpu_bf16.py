@@ -1,0 +1,69 @@
+"""A bf16 run on a CPU where bf16 multiplies no faster than fp32 says so in one line at its start."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from conftest import training_config
+from tunelab.training import cpu_bf16, flops
+from tunelab.training.cpu_bf16 import Bf16Rates, cpu_bf16_rates, slow_bf16_warning
+from tunelab.training.recipe import train
+
+SLOW = {"bf16": 1e9, "fp32": 63e9}  # an AVX2 CPU: torch's generic bf16 kernel
+FAST = {"bf16": 345e9, "fp32": 170e9}  # AVX512-BF16
+
+
+def _rates(monkeypatch, rates: dict[str, float]) -> None:
+    monkeypatch.setattr(cpu_bf16, "matmul_peak_flops", lambda device, precision: rates[precision])
+
+
+def test_slow_bf16_is_named_with_both_measured_rates_and_the_faster_choice(monkeypatch):
+    _rates(monkeypatch, SLOW)
+    warning = slow_bf16_warning(torch.device("cpu"), "bf16")
+    assert "1.0 GFLOP/s against 63.0 in fp32" in warning
+    assert "train.precision=fp32" in warning and "slower" in warning
+
+
+def test_fast_bf16_fp32_runs_and_other_devices_get_no_warning(monkeypatch):
+    _rates(monkeypatch, FAST)
+    assert slow_bf16_warning(torch.device("cpu"), "bf16") is None
+    _rates(monkeypatch, SLOW)
+    assert slow_bf16_warning(torch.device("cpu"), "fp32") is None
+    assert slow_bf16_warning(torch.device("meta"), "bf16") is None  # a GPU's bf16 is not this CPU's
+
+
+def test_the_verdict_on_this_machine_follows_its_measured_rates():
+    rates = cpu_bf16_rates()
+    assert rates.bf16 > 0 and rates.fp32 > 0
+    assert rates.pays == (rates.bf16 > rates.fp32)
+    assert (slow_bf16_warning(torch.device("cpu"), "bf16") is None) == rates.pays
+    assert Bf16Rates(bf16=2.0, fp32=1.0).pays and not Bf16Rates(bf16=1.0, fp32=1.0).pays
+
+
+@pytest.mark.parametrize(("rates", "warned"), [(SLOW, True), (FAST, False)])
+def test_a_bf16_training_run_warns_only_where_bf16_is_slow(
+    rates, warned, monkeypatch, caplog, tiny_llama, prompt_completion_file, tmp_path
+):
+    _rates(monkeypatch, rates)
+    config = training_config(
+        tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_steps": 1, "train.precision": "bf16"}
+    )
+    with caplog.at_level(logging.WARNING, logger="tunelab"):
+        train(config, progress=False)
+    lines = [record.getMessage() for record in caplog.records if "without fast bf16" in record.getMessage()]
+    assert len(lines) == (1 if warned else 0)
+
+
+def test_a_multiply_over_half_a_second_is_timed_once(monkeypatch):
+    """On a CPU without bf16 instructions one 1024-square bf16 multiply takes seconds: the peak
+    measurement must not repeat it six times before the run starts."""
+    calls = []
+    real_matmul = torch.matmul
+    monkeypatch.setattr(flops, "SLOW_MULTIPLY_S", 0.0)  # every multiply counts as slow
+    monkeypatch.setattr(flops, "_measured_peaks", {})
+    monkeypatch.setattr(torch, "matmul", lambda left, right: calls.append(1) or real_matmul(left, right))
+    assert flops.matmul_peak_flops(torch.device("cpu"), "fp32") > 0
+    assert len(calls) == 1
