@@ -67,3 +67,16 @@ def test_a_multiply_over_half_a_second_is_timed_once(monkeypatch):
     monkeypatch.setattr(torch, "matmul", lambda left, right: calls.append(1) or real_matmul(left, right))
     assert flops.matmul_peak_flops(torch.device("cpu"), "fp32") > 0
     assert len(calls) == 1
+
+
+def test_mfu_is_against_fp32_where_a_cpu_multiplies_fp32_faster(monkeypatch):
+    """Against a slow bf16 peak MFU passed 100% (209% on an AVX2 CPU): the denominator is the fastest
+    rate the CPU has; where bf16 is faster, and on a GPU, it stays the run's precision's."""
+    threads = torch.get_num_threads()
+    cpu = torch.device("cpu")
+    peaks = {("cpu", None, torch.bfloat16, threads): 1e9, ("cpu", None, torch.float32, threads): 63e9}
+    monkeypatch.setattr(flops, "_measured_peaks", peaks)
+    assert flops.mfu_peak_flops(cpu, "bf16") == 63e9
+    assert flops.mfu_peak_flops(cpu, "fp32") == 63e9
+    peaks[("cpu", None, torch.bfloat16, threads)] = 345e9
+    assert flops.mfu_peak_flops(cpu, "bf16") == 345e9

@@ -2,8 +2,9 @@
 
 A user deciding between settings wants one figure that says how much of the machine a run uses.
 MFU is the training FLOPs of the useful work (real tokens, no padding, no recomputation) per second,
-over the matrix-multiply rate this device reaches at the run's precision, measured here at the start
-of the run (so a busy or throttled machine is judged against itself, not against a data sheet).
+over the matrix-multiply rate this device reaches at the run's precision (or fp32's, on a CPU where
+that is faster), measured here at the start of the run (so a busy or throttled machine is judged
+against itself, not against a data sheet).
 
 Counting follows PaLM's appendix (2 FLOPs per multiply-add; backward twice the forward) with two
 corrections that matter for the methods tunelab compares: a frozen weight costs no weight gradient
@@ -117,6 +118,18 @@ def matmul_peak_flops(device: torch.device, precision: str) -> float:
                 break  # a multiply this slow is no warm-up effect: more of them only delay the run
         _measured_peaks[key] = 2 * size**3 / best
     return _measured_peaks[key]
+
+
+def mfu_peak_flops(device: torch.device, precision: str) -> float:
+    """The rate MFU divides by: the matmul peak at the run's precision, or fp32's on a CPU where that
+    is faster. Without bf16 instructions a CPU multiplies bf16 some 60x slower than fp32 through a
+    generic kernel whose speed varies with the shape, and part of a bf16 run computes in fp32, so MFU
+    against the bf16 peak read 209% (bench/README.md); against the fastest rate the CPU has it says
+    how much of the machine the run uses."""
+    peak = matmul_peak_flops(device, precision)
+    if device.type == "cpu" and precision != "fp32":
+        peak = max(peak, matmul_peak_flops(device, "fp32"))
+    return peak
 
 
 def _synchronize(device: torch.device) -> None:

@@ -63,7 +63,7 @@ from tunelab.training.checkpoint import (
 from tunelab.training.classification import classification_summary
 from tunelab.training.cpu_bf16 import slow_bf16_warning
 from tunelab.training.evaluation import Evaluation, evaluate
-from tunelab.training.flops import matmul_peak_flops, model_shape
+from tunelab.training.flops import mfu_peak_flops, model_shape
 from tunelab.training.grouped_attention import grouped_attention
 from tunelab.training.in_context import run_in_context
 from tunelab.training.interrupt import StopOnInterrupt, TrainingInterrupted
@@ -264,7 +264,7 @@ class TrainingRecipe:
         )
         self.scheduler = build_scheduler(optimizer, self.train_config, self.total_steps)
         self.shape = model_shape(model)
-        self.peak_flops = matmul_peak_flops(self.accelerator.device, self.train_config.precision)
+        self.peak_flops = mfu_peak_flops(self.accelerator.device, self.train_config.precision)
         if warning := slow_bf16_warning(self.accelerator.device, self.train_config.precision):
             log.warning(warning)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
