@@ -122,7 +122,7 @@ def matmul_peak_flops(device: torch.device, precision: str) -> float:
 
 def mfu_peak_flops(device: torch.device, precision: str) -> float:
     """The rate MFU divides by: the matmul peak at the run's precision, or fp32's on a CPU where that
-    is faster. Without bf16 instructions a CPU multiplies bf16 some 60x slower than fp32 through a
+    is faster. Without bf16 instructions a CPU multiplies bf16 many times slower than fp32 through a
     generic kernel whose speed varies with the shape, and part of a bf16 run computes in fp32, so MFU
     against the bf16 peak read 209% (bench/README.md); against the fastest rate the CPU has it says
     how much of the machine the run uses."""
