@@ -4,7 +4,8 @@
 base in bf16, their trainable weights in fp32). This script trains the same config twice, fp32 then
 bf16 (then fp32 again with ``--rounds 2``), each in a fresh process so its peak RSS is its own, for
 ``--steps`` optimizer steps with a loss line per step, and reports per run: steady tokens/s (after
-the first step), peak RSS, MFU against the matmul peak measured at that precision, and the loss
+the first step), peak RSS, MFU against the matmul peak measured at that precision (fp32's where
+that is faster: bf16 on a CPU without bf16 instructions), and the loss
 curve against fp32's: the largest per-step gap, and the largest gap of 20-step means (the
 tolerance the README states is on the latter, since single steps are noisy in either precision).
 

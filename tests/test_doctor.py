@@ -37,6 +37,8 @@ def test_a_cpu_whose_bf16_is_slow_is_told_to_keep_fp32(monkeypatch):
 
     from tunelab.training import cpu_bf16
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     rates = {"bf16": 1e9, "fp32": 63e9}
     monkeypatch.setattr(cpu_bf16, "matmul_peak_flops", lambda device, precision: rates[precision])
     (finding,) = doctor.check_cpu_bf16()

@@ -21,7 +21,7 @@ import tunelab
 
 PACKAGE = Path(tunelab.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "run_files", "cache_dirs", "allocator"},
+    {"errors", "atomic", "run_files", "cache_dirs", "allocator", "matmul_rates"},
     {"config"},
     {"prompting"},
     {"data", "tokenization"},

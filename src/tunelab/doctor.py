@@ -69,8 +69,8 @@ def check_cpu_bf16() -> list[Finding]:
     (measured: about a second; tunelab.training.cpu_bf16). Slow bf16 is a fact to know, not a fault."""
     import torch
 
-    if torch.cuda.is_available():
-        return []
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        return []  # training runs on the GPU there
     from tunelab.training.cpu_bf16 import cpu_bf16_rates
 
     rates = cpu_bf16_rates()

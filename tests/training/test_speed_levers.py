@@ -122,9 +122,10 @@ def test_compiled_model_trains_the_same_curve_and_saves_plain_weights(tiny_llama
 def test_measuring_the_matmul_peak_leaves_the_seeded_random_stream_alone():
     """The peak is measured once per process: drawing from the global generator would give the first
     run of a process other dropout masks than the next (a Ray worker's run differed from a sequential one)."""
+    from tunelab import matmul_rates
     from tunelab.training import flops
 
-    flops._measured_peaks.clear()
+    matmul_rates._measured.clear()
     torch.manual_seed(0)
     expected = torch.rand(4)
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ a run without one (zero-shot, few-shot, RAG: nothing trained) uses its base's.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from tunelab.models.resolve import check_model_reference, model_location
 from tunelab.run_files import is_run_folder, read_run_config, read_summary
 
 TOKENIZER_FILE = "tokenizer_config.json"  # what tokenizer.save_pretrained always writes
+log = logging.getLogger("tunelab")
 
 if TYPE_CHECKING:
     import torch
@@ -94,10 +96,43 @@ def load_pretrained(
         auto_class = AutoModelForSequenceClassification
         extra.update(head.config_kwargs())
     location = model_location(reference)
+    if dtype is None and quantization is None:
+        dtype = fastest_stored_dtype(location)
     try:
         return auto_class.from_pretrained(location, dtype=dtype or "auto", **extra)
     except (OSError, ValueError, SafetensorError) as error:
         raise UserError(f"model: cannot load '{reference}': {_why(location, error)}") from None
+
+
+def fastest_stored_dtype(location: str) -> torch.dtype | None:
+    """The dtype to load a checkpoint in when the caller names none: as stored (None: transformers'
+    ``auto``), except on a machine without a GPU whose CPU multiplies the checkpoint's half precision
+    at under half fp32's rate (bf16 without AVX512-BF16 or AMX): then fp32, as transformers 4 loaded every
+    model. On such a CPU (AVX2 alone) SmolLM2 in bf16 read a prompt batch at x0.22 fp32's speed
+    (bench/README.md); fp32 holds the weights in twice the memory."""
+    import torch
+    from transformers import AutoConfig
+
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        return None
+    try:
+        config = AutoConfig.from_pretrained(location)
+    except (OSError, ValueError):
+        return None  # loading the model says what is wrong
+    if getattr(config, "quantization_config", None) is not None:
+        return None  # GPTQ, AWQ, bitsandbytes, fp8 checkpoints load as their quantizer says
+    stored = getattr(config, "dtype", None)
+    if isinstance(stored, str):
+        stored = getattr(torch, stored, None)
+    if stored not in (torch.bfloat16, torch.float16):
+        return None
+    from tunelab.matmul_rates import cpu_multiplies_far_slower_than_fp32
+
+    if not cpu_multiplies_far_slower_than_fp32(stored):
+        return None
+    name = str(stored).removeprefix("torch.")
+    log.info(f"model: stored in {name}, which this CPU multiplies far slower than fp32: loaded in fp32")
+    return torch.float32
 
 
 def damaged_weights_file(folder: Path) -> Path | None:

@@ -1,7 +1,7 @@
 """Whether bf16 pays on this CPU, measured, and the one line that says so when it does not.
 
 A CPU computes bf16 matrix products fast only with bf16 instructions (AVX512-BF16, AMX, Arm's
-BF16): there tunelab's bf16 LoRA runs measured x1.5-1.7 the fp32 tokens/s on the same batches
+BF16): there tunelab's bf16 LoRA runs measured x1.53-1.59 the fp32 tokens/s on the same batches
 (bench/README.md). Without them torch falls back to a generic kernel: on a 2-core AVX2 EPYC,
 1 GFLOP/s in bf16 against 63 in fp32 for a 1024-square product, and LoRA on SmolLM2 trained at x0.06
 the fp32 tokens/s: a ``train.precision=bf16`` run there is many times slower than the fp32 default

@@ -17,18 +17,16 @@ at a cost that would slow the loop it measures), which is why this is ours.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from tunelab.matmul_rates import matmul_rate
 from tunelab.models.size import logical_numel
 from tunelab.training.head_loss import transformers_model
 
 PRECISION_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_measured_peaks: dict[tuple, float] = {}
-SLOW_MULTIPLY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -91,33 +89,12 @@ def model_shape(model: nn.Module) -> ModelShape:
 
 
 def matmul_peak_flops(device: torch.device, precision: str) -> float:
-    """FLOP/s of a large matrix multiply on ``device`` at ``precision`` (best of a few; measured
-    once per process, device, precision and thread count: about 0.3 s on a CPU; a multiply over half a
-    second, as bf16's is on a CPU without bf16 instructions, is timed once and not repeated)."""
+    """FLOP/s of a large matrix multiply on ``device`` at ``precision`` (``matmul_rates``: measured
+    once per process, about 0.3 s on a CPU, 2 s for bf16 on a CPU without bf16 instructions)."""
     dtype = PRECISION_DTYPE[precision]
     if device.type == "cpu" and dtype == torch.float16:
         dtype = torch.float32  # fp16 is CUDA-only in tunelab
-    key = (device.type, device.index, dtype, torch.get_num_threads())
-    if key not in _measured_peaks:
-        size = 1024 if device.type == "cpu" else 8192
-        # a private generator: drawing from the global one would shift the run's seeded dropout and
-        # data order, and only in the first run of a process (the peak is measured once per process)
-        generator = torch.Generator(device=device).manual_seed(0)
-        left = torch.randn(size, size, device=device, generator=generator).to(dtype)
-        right = torch.randn(size, size, device=device, generator=generator).to(dtype)
-        best = float("inf")
-        for attempt in range(6):
-            _synchronize(device)
-            started = time.perf_counter()
-            torch.matmul(left, right)
-            _synchronize(device)
-            took = time.perf_counter() - started
-            if attempt >= 2 or took > SLOW_MULTIPLY_S:  # the first ones warm up kernels and caches
-                best = min(best, took)
-            if took > SLOW_MULTIPLY_S:
-                break  # a multiply this slow is no warm-up effect: more of them only delay the run
-        _measured_peaks[key] = 2 * size**3 / best
-    return _measured_peaks[key]
+    return matmul_rate(device, dtype)
 
 
 def mfu_peak_flops(device: torch.device, precision: str) -> float:
@@ -130,8 +107,3 @@ def mfu_peak_flops(device: torch.device, precision: str) -> float:
     if device.type == "cpu" and precision != "fp32":
         peak = max(peak, matmul_peak_flops(device, "fp32"))
     return peak
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
