@@ -108,7 +108,7 @@ def fastest_stored_dtype(location: str) -> torch.dtype | None:
     """The dtype to load a checkpoint in when the caller names none: as stored (None: transformers'
     ``auto``), except on a machine without a GPU whose CPU multiplies the checkpoint's half precision
     at under half fp32's rate (bf16 without AVX512-BF16 or AMX): then fp32, as transformers 4 loaded every
-    model. On such a CPU (AVX2 alone) SmolLM2 in bf16 read a prompt batch at x0.22 fp32's speed
+    model. On such a CPU (AVX2 alone) SmolLM2 in bf16 read a prompt batch at x0.23 fp32's speed
     (bench/README.md); fp32 holds the weights in twice the memory."""
     import torch
     from transformers import AutoConfig
