@@ -6,7 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 examples/instruct-json/snips_to_jsonl.py --output runs/instruct-json/data
 # bf16 only where this CPU multiplies it faster than fp32 (tunelab doctor: "cpu bf16"); auto on a GPU (CUDA, MPS)
-precision=$(python3 -c 'import torch
-from tunelab.training.cpu_bf16 import cpu_bf16_rates
-print("auto" if torch.cuda.is_available() or torch.backends.mps.is_available() else "bf16" if cpu_bf16_rates().pays else "fp32")')
+precision=$(python3 -c 'from tunelab.training.cpu_bf16 import fastest_precision; print(fastest_precision())')
 tunelab compare examples/instruct-json/compare.yaml "base.train.precision=$precision" "$@"

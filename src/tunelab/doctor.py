@@ -67,15 +67,15 @@ def check_torch() -> list[Finding]:
 def check_cpu_bf16() -> list[Finding]:
     """On a machine without a GPU, whether ``train.precision=bf16`` would train faster than fp32 here
     (measured: about a second; tunelab.training.cpu_bf16). Slow bf16 is a fact to know, not a fault."""
-    import torch
+    from tunelab.training.cpu_bf16 import cpu_bf16_rates, fastest_precision
 
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
+    precision = fastest_precision()
+    if precision == "auto":
         return []  # training runs on the GPU there
-    from tunelab.training.cpu_bf16 import cpu_bf16_rates
-
-    rates = cpu_bf16_rates()
-    verdict = "train.precision=bf16 trains faster here" if rates.pays else "bf16 would train slower than fp32 (auto)"
-    return [Finding("cpu bf16", True, f"{rates.describe()}, so {verdict}")]
+    verdict = (
+        "train.precision=bf16 trains faster here" if precision == "bf16" else "bf16 would train slower than fp32 (auto)"
+    )
+    return [Finding("cpu bf16", True, f"{cpu_bf16_rates().describe()}, so {verdict}")]
 
 
 def tested_versions(constraints: Path = CONSTRAINTS) -> dict[str, str]:

@@ -48,6 +48,11 @@ def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
     return _measured[key]
 
 
+def gpu_present() -> bool:
+    """Whether a GPU (CUDA or Apple's MPS) is here to compute on, which makes the CPU's rates moot."""
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
 def cpu_multiplies_far_slower_than_fp32(dtype: torch.dtype) -> bool:
     """Whether this CPU multiplies ``dtype`` at under half fp32's rate (bf16 without AVX512-BF16 or
     AMX: about 1/60). The margin keeps a decision taken on it (the dtype a model loads in) from

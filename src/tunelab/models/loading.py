@@ -113,7 +113,9 @@ def fastest_stored_dtype(location: str) -> torch.dtype | None:
     import torch
     from transformers import AutoConfig
 
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
+    from tunelab.matmul_rates import cpu_multiplies_far_slower_than_fp32, gpu_present
+
+    if gpu_present():
         return None
     try:
         config = AutoConfig.from_pretrained(location)
@@ -126,8 +128,6 @@ def fastest_stored_dtype(location: str) -> torch.dtype | None:
         stored = getattr(torch, stored, None)
     if stored not in (torch.bfloat16, torch.float16):
         return None
-    from tunelab.matmul_rates import cpu_multiplies_far_slower_than_fp32
-
     if not cpu_multiplies_far_slower_than_fp32(stored):
         return None
     name = str(stored).removeprefix("torch.")
