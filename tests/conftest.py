@@ -162,3 +162,17 @@ def saved_bytes(run) -> int:
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
         run()
     return sum(storages.values())
+
+
+def cpu_matmul_rates(monkeypatch, fp32: float, bf16: float) -> None:
+    """The CPU's matmul rates (FLOP/s) as if measured, for every caller of ``matmul_rates``: a CPU
+    with or without bf16 instructions, whatever this machine is (at any thread count a run sets)."""
+    import torch
+
+    from tunelab import matmul_rates
+
+    rates = {}
+    for threads in range(1, (os.cpu_count() or 1) + 1):
+        rates[("cpu", None, torch.float32, threads)] = fp32
+        rates[("cpu", None, torch.bfloat16, threads)] = bf16
+    monkeypatch.setattr(matmul_rates, "_measured", rates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import cpu_matmul_rates
 from tunelab import doctor
 from tunelab.cli.main import main
 from tunelab.doctor import check_cache, check_versions
@@ -35,15 +36,12 @@ def test_doctor_on_this_install(capsys):
 def test_a_cpu_whose_bf16_is_slow_is_told_to_keep_fp32(monkeypatch):
     import torch
 
-    from tunelab.training import cpu_bf16
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    rates = {"bf16": 1e9, "fp32": 63e9}
-    monkeypatch.setattr(cpu_bf16, "matmul_peak_flops", lambda device, precision: rates[precision])
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=1e9)
     (finding,) = doctor.check_cpu_bf16()
     assert finding.ok and "1.0 GFLOP/s against 63.0 in fp32" in finding.detail and "slower" in finding.detail
-    rates["bf16"] = 345e9
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=345e9)
     (finding,) = doctor.check_cpu_bf16()
     assert "trains faster here" in finding.detail
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

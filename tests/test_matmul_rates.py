@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from conftest import cpu_matmul_rates
 from tunelab import matmul_rates
 
 
@@ -20,11 +21,9 @@ def test_a_multiply_over_half_a_second_is_timed_once(monkeypatch):
 
 
 def test_far_slower_means_under_half_fp32s_rate_so_noise_does_not_flip_it(monkeypatch):
-    threads = torch.get_num_threads()
-    rates = {("cpu", None, torch.float32, threads): 63e9, ("cpu", None, torch.bfloat16, threads): 1e9}
-    monkeypatch.setattr(matmul_rates, "_measured", rates)
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=1e9)
     assert matmul_rates.cpu_multiplies_far_slower_than_fp32(torch.bfloat16)  # AVX2 alone
-    rates[("cpu", None, torch.bfloat16, threads)] = 50e9  # close to fp32: as fast within a busy machine's noise
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=50e9)  # close to fp32: as fast within a busy machine's noise
     assert not matmul_rates.cpu_multiplies_far_slower_than_fp32(torch.bfloat16)
-    rates[("cpu", None, torch.bfloat16, threads)] = 345e9  # AVX512-BF16
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=345e9)  # AVX512-BF16
     assert not matmul_rates.cpu_multiplies_far_slower_than_fp32(torch.bfloat16)

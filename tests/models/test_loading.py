@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tunelab import matmul_rates
+from conftest import cpu_matmul_rates
 from tunelab.methods.loading import load_model
 from tunelab.models.loading import fastest_stored_dtype
 
@@ -22,9 +22,7 @@ def bf16_checkpoint(tiny_llama, tmp_path):
 
 
 def _bf16_rate(monkeypatch, bf16: float) -> None:
-    threads = torch.get_num_threads()
-    rates = {("cpu", None, torch.float32, threads): 63e9, ("cpu", None, torch.bfloat16, threads): bf16}
-    monkeypatch.setattr(matmul_rates, "_measured", rates)
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=bf16)
 
 
 def _dtype(model) -> torch.dtype:

@@ -7,9 +7,8 @@ import logging
 import pytest
 import torch
 
-from conftest import training_config
-from tunelab import matmul_rates
-from tunelab.training import cpu_bf16, flops
+from conftest import cpu_matmul_rates, training_config
+from tunelab.training import flops
 from tunelab.training.cpu_bf16 import Bf16Rates, slow_bf16_warning
 from tunelab.training.recipe import train
 
@@ -18,7 +17,7 @@ FAST = {"bf16": 345e9, "fp32": 170e9}  # AVX512-BF16
 
 
 def _rates(monkeypatch, rates: dict[str, float]) -> None:
-    monkeypatch.setattr(cpu_bf16, "matmul_peak_flops", lambda device, precision: rates[precision])
+    cpu_matmul_rates(monkeypatch, **rates)
 
 
 def test_slow_bf16_is_named_with_both_measured_rates_and_the_faster_choice(monkeypatch):
@@ -55,11 +54,9 @@ def test_a_bf16_training_run_warns_only_where_bf16_is_slow(
 def test_mfu_is_against_fp32_where_a_cpu_multiplies_fp32_faster(monkeypatch):
     """Against a slow bf16 peak MFU passed 100% (209% on an AVX2 CPU): the denominator is the fastest
     rate the CPU has; where bf16 is faster, and on a GPU, it stays the run's precision's."""
-    threads = torch.get_num_threads()
     cpu = torch.device("cpu")
-    peaks = {("cpu", None, torch.bfloat16, threads): 1e9, ("cpu", None, torch.float32, threads): 63e9}
-    monkeypatch.setattr(matmul_rates, "_measured", peaks)
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=1e9)
     assert flops.mfu_peak_flops(cpu, "bf16") == 63e9
     assert flops.mfu_peak_flops(cpu, "fp32") == 63e9
-    peaks[("cpu", None, torch.bfloat16, threads)] = 345e9
+    cpu_matmul_rates(monkeypatch, fp32=63e9, bf16=345e9)
     assert flops.mfu_peak_flops(cpu, "bf16") == 345e9
