@@ -74,7 +74,7 @@ from tunelab.training.result import TrainResult
 from tunelab.training.steps import accumulate
 from tunelab.training.swiglu import use_fused_swiglu
 from tunelab.training.threads import run_threads, torch_threads
-from tunelab.training.throughput import StepWork, Throughput
+from tunelab.training.throughput import StepWork, Throughput, percent_text
 from tunelab.training.tracking import RunTracking, accelerator_options
 
 if TYPE_CHECKING:
@@ -399,7 +399,7 @@ class TrainingRecipe:
             loss=f"{window.mean_loss():.4f}",
             tok_s=f"{window.work.tokens_per_s():.0f}",
             pad=f"{window.work.padding_share():.0%}",
-            mfu=f"{window.work.mfu(self.peak_flops):.0%}",
+            mfu=percent_text(window.work.mfu(self.peak_flops)),
         )
 
     def evaluate(self) -> Evaluation:

@@ -56,3 +56,9 @@ class Throughput:
             "padding_share": round(self.padding_share(), 4),
             "mfu": round(self.mfu(peak_flops), 4),
         }
+
+
+def percent_text(share: float) -> str:
+    """A share as the progress bar shows it: whole percent from 10%, two significant digits below,
+    so a small model's MFU on a GPU (0.2-0.7% on an H200, bench/README.md) does not read 0%."""
+    return f"{share:.0%}" if share >= 0.1 else f"{100 * share:.2g}%"
