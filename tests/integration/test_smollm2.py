@@ -41,7 +41,9 @@ def smollm2() -> str:
 def lora_run(smollm2, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("smollm2-lora")
     rows = [json.loads(line) for line in (EXAMPLES / "tasks-to-json-eval.jsonl").read_text().splitlines()]
-    held_out = write_jsonl(folder / "eval.jsonl", rows[:12])
+    # 5 steps, each followed by an evaluation of 8 held-out rows: on a 2-core AVX2 CPU a step takes
+    # about 4.5 s and an evaluation 4 s; the held-out loss falls from 0.42 to 0.10 (was 10 x 12 rows)
+    held_out = write_jsonl(folder / "eval.jsonl", rows[:8])
     config = training_config(
         smollm2,
         EXAMPLES / "tasks-to-json-train.jsonl",
@@ -53,7 +55,7 @@ def lora_run(smollm2, tmp_path_factory) -> Path:
             "method.name": "lora",
             "method.r": 8,
             "train.batch_size": 4,
-            "train.max_steps": 10,
+            "train.max_steps": 5,
             "train.lr": 2e-3,
             "train.eval_every": 1,
         },
@@ -101,7 +103,7 @@ def test_a_chat_reply_stops_at_im_end(smollm2):
 def test_lora_lowers_the_held_out_loss(lora_run):
     records = [json.loads(line) for line in (lora_run / "metrics.jsonl").read_text().splitlines()]
     eval_losses = [record["eval_loss"] for record in records if "eval_loss" in record]
-    assert len(eval_losses) == 10
+    assert len(eval_losses) == 5
     assert eval_losses[-1] < eval_losses[0] - 0.2, eval_losses
     summary = json.loads((lora_run / "summary.json").read_text())
     assert summary["gguf_source"]["gguf_file"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
