@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -180,13 +181,26 @@ def _show_one_line(
     print(f"tunelab: warning: {category.__name__}: {message}", file=sys.stderr)
 
 
+# Deprecations the libraries raise from their own code, which no code of ours can avoid: the
+# command hides them (they would end every training run with lines a user can do nothing about),
+# as pyproject.toml's filterwarnings does in the test suite; tests/cli/test_warnings.py keeps the
+# two lists equal.
+UNAVOIDABLE_DEPRECATIONS: tuple[tuple[str, type[Warning]], ...] = (
+    ("`is_gradient_checkpointing` is deprecated", FutureWarning),  # read by PEFT 0.21's PeftModel
+    ("`torch.jit.script_method` is deprecated", DeprecationWarning),  # torch 2.13's torch.utils.mkldnn
+)
+
+
 def show_deprecations_once() -> None:
     """Deprecations from transformers, PEFT and accelerate surface while they are cheap to fix:
-    each is shown once per command, as one line, and never stops the command.
+    each is shown once per command, as one line, and never stops the command. The unavoidable ones
+    above are not shown.
 
     Only the console script calls this; the test suite turns the same warnings into errors."""
     warnings.filterwarnings("once", category=FutureWarning)
     warnings.filterwarnings("once", category=DeprecationWarning)
+    for message, category in UNAVOIDABLE_DEPRECATIONS:  # filters added later are consulted first
+        warnings.filterwarnings("ignore", message=re.escape(message), category=category)
     warnings.showwarning = _show_one_line
 
 
