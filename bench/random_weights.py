@@ -32,11 +32,14 @@ def save_random_copy(source: Path, output: Path, seed: int = 0) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
-    model.save_pretrained(staging)
-    for file in source.iterdir():
-        if file.is_file() and file.name != "config.json" and not file.name.endswith(WEIGHT_SUFFIXES):
-            shutil.copy2(file, staging / file.name)
-    staging.rename(output)  # the folder appears whole or not at all
+    try:
+        model.save_pretrained(staging)
+        for file in source.iterdir():
+            if file.is_file() and file.name != "config.json" and not file.name.endswith(WEIGHT_SUFFIXES):
+                shutil.copy2(file, staging / file.name)
+        staging.rename(output)  # the folder appears whole or not at all
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; a failed write leaves nothing
 
 
 def main(argv: list[str] | None = None) -> None:

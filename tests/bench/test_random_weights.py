@@ -44,3 +44,13 @@ def test_an_existing_folder_is_refused_and_left_as_it_was(random_weights, tiny_l
     with pytest.raises(SystemExit, match="exists"):
         random_weights.save_random_copy(tiny_llama, output)
     assert [path.name for path in output.iterdir()] == ["note.txt"]
+
+
+def test_a_failed_write_leaves_no_folder_behind(random_weights, tiny_llama, tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(random_weights.shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        random_weights.save_random_copy(tiny_llama, tmp_path / "copy")
+    assert list(tmp_path.iterdir()) == []
