@@ -16,21 +16,17 @@ SLOW = {"bf16": 1e9, "fp32": 63e9}  # an AVX2 CPU: torch's generic bf16 kernel
 FAST = {"bf16": 345e9, "fp32": 170e9}  # AVX512-BF16
 
 
-def _rates(monkeypatch, rates: dict[str, float]) -> None:
-    cpu_matmul_rates(monkeypatch, **rates)
-
-
 def test_slow_bf16_is_named_with_both_measured_rates_and_the_faster_choice(monkeypatch):
-    _rates(monkeypatch, SLOW)
+    cpu_matmul_rates(monkeypatch, **SLOW)
     warning = slow_bf16_warning(torch.device("cpu"), "bf16")
     assert "1.0 GFLOP/s against 63.0 in fp32" in warning
     assert "train.precision=fp32" in warning and "slower" in warning
 
 
 def test_fast_bf16_fp32_runs_and_other_devices_get_no_warning(monkeypatch):
-    _rates(monkeypatch, FAST)
+    cpu_matmul_rates(monkeypatch, **FAST)
     assert slow_bf16_warning(torch.device("cpu"), "bf16") is None
-    _rates(monkeypatch, SLOW)
+    cpu_matmul_rates(monkeypatch, **SLOW)
     assert slow_bf16_warning(torch.device("cpu"), "fp32") is None
     assert slow_bf16_warning(torch.device("meta"), "bf16") is None  # a GPU's bf16 is not this CPU's
     assert Bf16Rates(bf16=2.0, fp32=1.0).pays and not Bf16Rates(bf16=1.0, fp32=1.0).pays
@@ -41,7 +37,7 @@ def test_fast_bf16_fp32_runs_and_other_devices_get_no_warning(monkeypatch):
 def test_a_bf16_training_run_warns_only_where_bf16_is_slow(
     rates, warned, monkeypatch, caplog, tiny_llama, prompt_completion_file, tmp_path
 ):
-    _rates(monkeypatch, rates)
+    cpu_matmul_rates(monkeypatch, **rates)
     config = training_config(
         tiny_llama, prompt_completion_file, tmp_path / "run", **{"train.max_steps": 1, "train.precision": "bf16"}
     )
